@@ -1,0 +1,230 @@
+"""Approval waits in the ledger: open and close episodes from a ticket's changes.
+
+Deliveries arrive out of order, so every boundary is stored as a StatusChange in
+the payload's own time and an episode's end is looked up among them, never taken
+from arrival order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ledger.models import ApprovalWait, Comment, StatusChange, Ticket
+from rules.model import Rules, Ticket as TicketView, Verdict
+from webhooks.events import FieldChange
+
+
+def status_waits(rules: Rules, name: str | None, status_id: str | None) -> bool:
+    """Is this status one of the rules' waiting-for-approval statuses (by name or id)?"""
+    wanted = rules.waiting.statuses
+    if not wanted:
+        return False
+    if status_id is not None and status_id in wanted:
+        return True
+    if name is None:
+        return False
+    lowered = name.strip().lower()
+    return any(lowered == s.strip().lower() for s in wanted)
+
+
+def _approver_set(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, (list, tuple, set)):
+        return len(value) > 0
+    return str(value).strip() not in ("", "[]")
+
+
+def wait_transition(
+    rules: Rules, ticket: TicketView, changes: Sequence[FieldChange], *, created: bool
+) -> tuple[bool, bool]:
+    """(waiting before this change, waiting after it), from the changelog and the snapshot."""
+    status_before: tuple[str | None, str | None] = (ticket.status, ticket.status_id)
+    approver_field = rules.waiting.approver_field
+    approver_after = ticket.fields.get(approver_field) if approver_field else None
+    approver_before: Any = approver_after
+    for change in changes:
+        if change.field_id == "status":
+            status_before = (change.from_string, change.from_id)
+        elif approver_field and change.field_id == approver_field:
+            approver_before = change.from_id or change.from_string
+    after = status_waits(rules, ticket.status, ticket.status_id) or (
+        approver_field is not None and _approver_set(approver_after)
+    )
+    if created:
+        return False, after
+    before = status_waits(rules, *status_before) or (
+        approver_field is not None and _approver_set(approver_before)
+    )
+    return before, after
+
+
+def record_change(
+    session: Session, ticket: Ticket, at: datetime, frm: str | None, to: str | None, enters: bool
+) -> None:
+    """Keep one boundary row per (ticket, time, destination); repeats are no-ops."""
+    exists = session.scalar(
+        select(StatusChange.id).where(
+            StatusChange.ticket_id == ticket.id, StatusChange.at == at, StatusChange.to_status == to
+        )
+    )
+    if exists is None:
+        session.add(
+            StatusChange(
+                ticket_id=ticket.id,
+                at=at,
+                from_status=frm,
+                to_status=to,
+                enters_wait=enters,
+                leaves_wait=not enters,
+            )
+        )
+        session.flush()
+
+
+def _end_after(session: Session, ticket: Ticket, started: datetime) -> datetime | None:
+    """The first recorded departure after ``started`` (it may have arrived before the entry)."""
+    return session.scalar(
+        select(StatusChange.at)
+        .where(
+            StatusChange.ticket_id == ticket.id,
+            StatusChange.leaves_wait.is_(True),
+            StatusChange.at > started,
+        )
+        .order_by(StatusChange.at)
+        .limit(1)
+    )
+
+
+def open_wait(
+    session: Session,
+    ticket: Ticket,
+    at: datetime,
+    snapshot: TicketView,
+    verdict: Verdict,
+    rules: Rules,
+    *,
+    source: str = "webhook",
+) -> ApprovalWait | None:
+    """Start an episode at ``at``; None if that episode is already in the ledger."""
+    existing = session.scalar(
+        select(ApprovalWait).where(ApprovalWait.ticket_id == ticket.id, ApprovalWait.started_at == at)
+    )
+    if existing is not None:
+        return None
+    wait = ApprovalWait(
+        ticket_id=ticket.id,
+        issue_key=ticket.key,
+        project=snapshot.project,
+        team=verdict.holder_team,
+        status=snapshot.status,
+        started_at=at,
+        ended_at=_end_after(session, ticket, at),
+        approver=verdict.approver,
+        approver_level=verdict.approver_level,
+        holder=verdict.holder,
+        holder_level=verdict.holder_level,
+        decider=verdict.decider,
+        decision_rule=verdict.rule,
+        decision_level=verdict.decision_level,
+        flagged=verdict.flagged,
+        unmapped=list(verdict.unmapped),
+        verdict=verdict.to_dict(),
+        ticket_snapshot=snapshot_dict(snapshot),
+        rules_digest=rules.digest,
+        source=source,
+    )
+    try:
+        with session.begin_nested():
+            session.add(wait)
+    except IntegrityError:  # a racing worker recorded the same episode
+        return None
+    return wait
+
+
+def close_wait(session: Session, ticket: Ticket, at: datetime) -> ApprovalWait | None:
+    """End the episode that was open at ``at`` (unless a known earlier end exists)."""
+    wait = session.scalar(
+        select(ApprovalWait)
+        .where(ApprovalWait.ticket_id == ticket.id, ApprovalWait.started_at < at)
+        .order_by(ApprovalWait.started_at.desc())
+        .limit(1)
+    )
+    if wait is None or (wait.ended_at is not None and wait.ended_at <= at):
+        return None
+    wait.ended_at = at
+    return wait
+
+
+def wait_open_at(session: Session, ticket_id: int, at: datetime) -> ApprovalWait | None:
+    """The episode a comment made at ``at`` belongs to (the open one, or the one then open)."""
+    return session.scalar(
+        select(ApprovalWait)
+        .where(ApprovalWait.ticket_id == ticket_id, ApprovalWait.started_at <= at)
+        .order_by(ApprovalWait.started_at.desc())
+        .limit(1)
+    )
+
+
+def marker_for(wait: ApprovalWait, kind: str) -> str:
+    """A marker derived from Jira's own data, so it survives a lost ledger too."""
+    started_ms = int(wait.started_at.replace(tzinfo=UTC).timestamp() * 1000)
+    return f"leaderleader:{kind}:{wait.issue_key}:{started_ms}"
+
+
+def add_comment(session: Session, wait: ApprovalWait, kind: str, now: datetime) -> Comment:
+    comment = Comment(
+        wait=wait, kind=kind, state="pending", marker=marker_for(wait, kind), created_at=now
+    )
+    session.add(comment)
+    session.flush()
+    return comment
+
+
+def snapshot_dict(ticket: TicketView) -> dict[str, Any]:
+    return {
+        "key": ticket.key,
+        "project": ticket.project,
+        "issue_type": ticket.issue_type,
+        "status": ticket.status,
+        "status_id": ticket.status_id,
+        "summary": ticket.summary,
+        "labels": list(ticket.labels),
+        "components": list(ticket.components),
+        "priority": ticket.priority,
+        "assignee": ticket.assignee,
+        "reporter": ticket.reporter,
+        "assignee_before_approval": ticket.assignee_before_approval,
+        "fields": {k: list(v) if isinstance(v, tuple) else v for k, v in ticket.fields.items()},
+    }
+
+
+def snapshot_ticket(data: dict[str, Any]) -> TicketView:
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.get("fields", {}).items()}
+    return TicketView(
+        key=data["key"],
+        project=data.get("project", ""),
+        issue_type=data.get("issue_type"),
+        status=data.get("status"),
+        status_id=data.get("status_id"),
+        summary=data.get("summary", ""),
+        labels=tuple(data.get("labels", ())),
+        components=tuple(data.get("components", ())),
+        priority=data.get("priority"),
+        assignee=data.get("assignee"),
+        reporter=data.get("reporter"),
+        assignee_before_approval=data.get("assignee_before_approval"),
+        fields=fields,
+    )
+
+
+def verdict_from_dict(data: dict[str, Any]) -> Verdict:
+    known = Verdict.__dataclass_fields__
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+    return Verdict(**values)

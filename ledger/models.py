@@ -1,0 +1,159 @@
+"""The ledger's tables: what happened to which ticket, and what we did about it.
+
+Times are naive UTC everywhere (SQLite keeps no zone); convert at the edges.
+Unique constraints make every write idempotent, so a job that runs twice, or two
+workers racing on the same delivery, leave one row behind.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime()}
+
+
+class Delivery(Base):
+    """One webhook delivery as Jira sent it; the delivery id makes retries no-ops."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(String(128), unique=True)
+    event: Mapped[str] = mapped_column(String(64))
+    issue_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    payload_at: Mapped[datetime | None]
+    received_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(32), default="received")
+    detail: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+
+
+class Ticket(Base):
+    """The latest known state of a ticket; ``updated_at`` guards against stale deliveries."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    jira_id: Mapped[str | None] = mapped_column(String(64))
+    project: Mapped[str] = mapped_column(String(64), index=True, default="")
+    issue_type: Mapped[str | None] = mapped_column(String(128))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str | None] = mapped_column(String(128))
+    status_id: Mapped[str | None] = mapped_column(String(64))
+    assignee: Mapped[str | None] = mapped_column(String(128))
+    reporter: Mapped[str | None] = mapped_column(String(128))
+    priority: Mapped[str | None] = mapped_column(String(64))
+    labels: Mapped[list[Any]] = mapped_column(default=list)
+    components: Mapped[list[Any]] = mapped_column(default=list)
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime | None]
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    waits: Mapped[list[ApprovalWait]] = relationship(back_populates="ticket")
+
+
+class StatusChange(Base):
+    """One transition of a ticket's approval state, in the payload's own time.
+
+    Deliveries arrive out of order; waits are derived from these rows sorted by
+    ``at``, never from arrival order.
+    """
+
+    __tablename__ = "status_changes"
+    __table_args__ = (UniqueConstraint("ticket_id", "at", "to_status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    at: Mapped[datetime]
+    from_status: Mapped[str | None] = mapped_column(String(128))
+    to_status: Mapped[str | None] = mapped_column(String(128))
+    enters_wait: Mapped[bool] = mapped_column(Boolean, default=False)
+    leaves_wait: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ApprovalWait(Base):
+    """One episode of a ticket waiting for approval, with the verdict taken when it began."""
+
+    __tablename__ = "approval_waits"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "started_at"),
+        Index("ix_waits_started", "started_at"),
+        Index("ix_waits_open", "ended_at"),
+        Index("ix_waits_approver", "approver"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    issue_key: Mapped[str] = mapped_column(String(64))
+    project: Mapped[str] = mapped_column(String(64), default="")
+    team: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str | None] = mapped_column(String(128))
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    approver: Mapped[str | None] = mapped_column(String(128))
+    approver_level: Mapped[str | None] = mapped_column(String(64))
+    holder: Mapped[str | None] = mapped_column(String(128))
+    holder_level: Mapped[str | None] = mapped_column(String(64))
+    decider: Mapped[str | None] = mapped_column(String(128))
+    decision_rule: Mapped[str | None] = mapped_column(String(256))
+    decision_level: Mapped[str | None] = mapped_column(String(64))
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    unmapped: Mapped[list[Any]] = mapped_column(default=list)
+    verdict: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ticket_snapshot: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    rules_digest: Mapped[str | None] = mapped_column(String(64))
+    first_intent_at: Mapped[datetime | None]
+    source: Mapped[str] = mapped_column(String(16), default="webhook")
+
+    ticket: Mapped[Ticket] = relationship(back_populates="waits")
+    comments: Mapped[list[Comment]] = relationship(back_populates="wait")
+
+
+class Comment(Base):
+    """A comment we post (or, in dry-run, would post) on a flagged wait.
+
+    One row per (wait, kind): the unique constraint is half of exactly-once posting;
+    the marker we tag the Jira comment with is the other half.
+    """
+
+    __tablename__ = "comments"
+    __table_args__ = (UniqueConstraint("wait_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    wait_id: Mapped[int] = mapped_column(ForeignKey("approval_waits.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "flag" or "reminder"
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    marker: Mapped[str] = mapped_column(String(128), unique=True)
+    body: Mapped[str] = mapped_column(Text, default="")
+    jira_comment_id: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime]
+    posted_at: Mapped[datetime | None]
+
+    wait: Mapped[ApprovalWait] = relationship(back_populates="comments")
+
+
+class Intent(Base):
+    """An "I intend to …" comment by someone close to the work."""
+
+    __tablename__ = "intents"
+    __table_args__ = (UniqueConstraint("issue_key", "jira_comment_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    wait_id: Mapped[int | None] = mapped_column(ForeignKey("approval_waits.id"), index=True)
+    issue_key: Mapped[str] = mapped_column(String(64), index=True)
+    jira_comment_id: Mapped[str] = mapped_column(String(64))
+    author: Mapped[str | None] = mapped_column(String(128))
+    author_handle: Mapped[str | None] = mapped_column(String(128))
+    body: Mapped[str] = mapped_column(Text)
+    declared_at: Mapped[datetime]

@@ -1,0 +1,235 @@
+"""Jira webhook payloads turned into typed events, once, at the edge.
+
+Pure (no Flask, no I/O), so the intake can validate with it and the worker can
+rebuild the same event from the stored body. Tolerant of the shapes Jira really
+sends: Cloud and Server/Data Center users, changelog items without ``fieldId``,
+comment events with a cut-down issue or none at all, ``null`` everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from connector.shapes import ticket_from_issue, user_id
+from rules.model import Ticket
+
+ISSUE_EVENTS = frozenset({"jira:issue_created", "jira:issue_updated"})
+COMMENT_EVENTS = frozenset({"comment_created", "comment_updated"})
+DELETE_EVENTS = frozenset({"jira:issue_deleted"})
+#: Known events we deliberately do nothing with (acknowledged so Jira does not retry).
+IGNORED_EVENTS = frozenset(
+    {
+        "comment_deleted",
+        "worklog_created",
+        "worklog_updated",
+        "worklog_deleted",
+        "issuelink_created",
+        "issuelink_deleted",
+        "attachment_created",
+        "attachment_deleted",
+        "jira:version_created",
+        "jira:version_released",
+        "jira:version_updated",
+        "project_created",
+        "project_updated",
+        "sprint_started",
+        "sprint_closed",
+        "board_updated",
+        "user_created",
+        "user_updated",
+    }
+)
+
+_COMMENT_SELF = re.compile(r"/issue/(?P<issue>[^/]+)/comment/")
+
+
+class PayloadError(ValueError):
+    """The body is not a Jira webhook we can understand; the message says why."""
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One changelog item: a field moving from one value to another."""
+
+    field_id: str
+    from_id: str | None
+    from_string: str | None
+    to_id: str | None
+    to_string: str | None
+
+
+@dataclass(frozen=True)
+class IssueChanged:
+    event: str
+    at: datetime
+    ticket: Ticket
+    issue_id: str | None
+    actor: str | None
+    changes: tuple[FieldChange, ...] = ()
+    comment: CommentPosted | None = None  # Server's "issue_commented" carries one
+
+    @property
+    def key(self) -> str:
+        return self.ticket.key
+
+
+@dataclass(frozen=True)
+class CommentPosted:
+    event: str
+    at: datetime
+    comment_id: str
+    body: str
+    author: str | None
+    key: str | None = None
+    issue_id: str | None = None
+    ticket: Ticket | None = None
+
+
+@dataclass(frozen=True)
+class IssueDeleted:
+    event: str
+    at: datetime
+    key: str
+
+
+@dataclass(frozen=True)
+class Ignored:
+    event: str
+    at: datetime
+    reason: str
+    key: str | None = field(default=None)
+
+
+Event = IssueChanged | CommentPosted | IssueDeleted | Ignored
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PayloadError(f"{what} must be a JSON object")
+    return value
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def event_time(payload: dict[str, Any], fallback: datetime | None = None) -> datetime:
+    """The payload's own time (epoch ms) as naive UTC; Jira orders events by it, so do we."""
+    raw = payload.get("timestamp")
+    if raw is None:
+        return fallback or datetime.now(UTC).replace(tzinfo=None)
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise PayloadError("'timestamp' must be a number (epoch milliseconds)")
+    try:
+        return datetime.fromtimestamp(raw / 1000, UTC).replace(tzinfo=None)
+    except (OverflowError, OSError, ValueError):
+        raise PayloadError("'timestamp' is out of range") from None
+
+
+def field_changes(changelog: Any) -> tuple[FieldChange, ...]:
+    """Changelog items keyed by field id; older Server items have only a display name."""
+    if changelog is None:
+        return ()
+    changelog = _object(changelog, "'changelog'")
+    items = changelog.get("items") or []
+    if not isinstance(items, list):
+        raise PayloadError("'changelog.items' must be a list")
+    changes = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise PayloadError("'changelog.items' entries must be objects")
+        field_id = _text(item.get("fieldId")) or (_text(item.get("field")) or "").lower()
+        if not field_id:
+            continue
+        from_id = _text(item.get("tmpFromAccountId")) or _text(item.get("from"))
+        to_id = _text(item.get("tmpToAccountId")) or _text(item.get("to"))
+        changes.append(
+            FieldChange(
+                field_id=field_id,
+                from_id=from_id,
+                from_string=_text(item.get("fromString")),
+                to_id=to_id,
+                to_string=_text(item.get("toString")),
+            )
+        )
+    return tuple(changes)
+
+
+def _comment(event: str, at: datetime, raw: Any, issue: Any) -> CommentPosted:
+    comment = _object(raw, "'comment'")
+    comment_id = _text(comment.get("id"))
+    if not comment_id:
+        raise PayloadError("'comment.id' is missing")
+    body = comment.get("body")
+    if not isinstance(body, str):
+        body = ""  # a v3 (ADF) body is not wiki text; it cannot be an intent we can read
+    author = comment.get("author") if isinstance(comment.get("author"), dict) else None
+    issue_id = None
+    key = None
+    ticket = None
+    if isinstance(issue, dict):
+        issue_id = _text(issue.get("id"))
+        key = _text(issue.get("key"))
+        if key:
+            ticket = ticket_from_issue(issue)
+    if issue_id is None:
+        # Server/DC comment events may omit the issue: its id is in the comment's URL.
+        match = _COMMENT_SELF.search(_text(comment.get("self")) or "")
+        issue_id = match.group("issue") if match else None
+    return CommentPosted(
+        event=event,
+        at=at,
+        comment_id=comment_id,
+        body=body,
+        author=user_id(author),
+        key=key,
+        issue_id=issue_id,
+        ticket=ticket,
+    )
+
+
+def parse_event(payload: Any, *, received_at: datetime | None = None) -> Event:
+    """Turn a decoded webhook body into an event, or raise PayloadError saying why not."""
+    payload = _object(payload, "the body")
+    name = payload.get("webhookEvent")
+    if not isinstance(name, str) or not name:
+        raise PayloadError("'webhookEvent' is missing or not a string")
+    at = event_time(payload, received_at)
+
+    if name in ISSUE_EVENTS:
+        issue = _object(payload.get("issue"), "'issue'")
+        if not isinstance(issue.get("key"), str) or not issue["key"]:
+            raise PayloadError("'issue.key' is missing or not a string")
+        if issue.get("fields") is not None and not isinstance(issue.get("fields"), dict):
+            raise PayloadError("'issue.fields' must be an object")
+        comment = None
+        if payload.get("comment") is not None:
+            comment = _comment("comment_created", at, payload["comment"], issue)
+        return IssueChanged(
+            event=name,
+            at=at,
+            ticket=ticket_from_issue(issue),
+            issue_id=_text(issue.get("id")),
+            actor=user_id(payload.get("user") if isinstance(payload.get("user"), dict) else None),
+            changes=field_changes(payload.get("changelog")),
+            comment=comment,
+        )
+    if name in COMMENT_EVENTS:
+        return _comment(name, at, payload.get("comment"), payload.get("issue"))
+    if name in DELETE_EVENTS:
+        issue = _object(payload.get("issue"), "'issue'")
+        key = _text(issue.get("key"))
+        if not key:
+            raise PayloadError("'issue.key' is missing or not a string")
+        return IssueDeleted(event=name, at=at, key=key)
+    reason = "known event, not used" if name in IGNORED_EVENTS else "unknown event"
+    issue = payload.get("issue")
+    key = _text(issue.get("key")) if isinstance(issue, dict) else None
+    return Ignored(event=name, at=at, reason=reason, key=key)

@@ -46,6 +46,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
 
 
+def _intervals(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return (10, 30, 120, 600, 1800)
+    try:
+        values = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated seconds, like 10,30,120") from None
+    if any(v < 0 for v in values):
+        raise ConfigError(f"{name} must not hold negative seconds")
+    return values
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = Path(".leaderleader")
@@ -66,6 +79,8 @@ class Settings:
     max_body_bytes: int = 5 * 1024 * 1024
     queue_name: str = "leaderleader"
     log_json: bool = False
+    #: seconds between retries of a failed job (rq's Retry); their count is the retry limit
+    retry_intervals: tuple[int, ...] = (10, 30, 120, 600, 1800)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -92,6 +107,7 @@ class Settings:
             allow_insecure=_flag(env, "LEADERLEADER_ALLOW_INSECURE", False),
             max_body_bytes=_int(env, "LEADERLEADER_MAX_BODY_BYTES", 5 * 1024 * 1024),
             log_json=_flag(env, "LEADERLEADER_LOG_JSON", production),
+            retry_intervals=_intervals(env, "LEADERLEADER_RETRY_INTERVALS"),
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -99,11 +99,13 @@ class Runtime:
     _jira: JiraConnector | None = field(default=None, repr=False)
 
     @classmethod
-    def build(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
+    def build(
+        cls, settings: Settings, *, migrate: bool = True, connection: redis.Redis | None = None
+    ) -> Runtime:
         engine = make_engine(settings.effective_database_url)
         if migrate:
             upgrade(engine)
-        connection = redis_connection(settings)
+        connection = connection if connection is not None else redis_connection(settings)
         return cls(
             settings=settings,
             engine=engine,

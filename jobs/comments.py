@@ -1,0 +1,161 @@
+"""Posting the one comment a flagged wait gets (and its one reminder).
+
+Exactly once, whatever happens: the ledger has one row per (wait, kind); a Redis
+lock keeps two workers from posting the same row at once; and before posting we
+look on the ticket for a comment carrying this row's marker, because a worker may
+have died after Jira accepted the comment but before the ledger recorded it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import select
+
+from connector.errors import PermanentJiraError, TransientJiraError
+from jobs.context import current_runtime, enqueue_comment
+from jobs.waits import add_comment, snapshot_ticket, verdict_from_dict
+from ledger.models import ApprovalWait, Comment
+from rules.comment import render_comment, render_reminder
+from rules.model import Rules
+
+log = logging.getLogger("leaderleader.jobs")
+
+DEFAULT_GRACE = timedelta(days=2)
+DONE = {"posted", "dry_run", "skipped", "failed"}
+
+
+def proceed_on(started: datetime, rules: Rules) -> date:
+    """The date an intent proposes to go ahead: after the reminder delay, on a weekday."""
+    day = (started + (rules.flag.remind_after or DEFAULT_GRACE)).date()
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def render_for(comment: Comment, rules: Rules, mention_style: str) -> str:
+    wait = comment.wait
+    verdict = verdict_from_dict(wait.verdict)
+    ticket = snapshot_ticket(wait.ticket_snapshot)
+    render = render_reminder if comment.kind == "reminder" else render_comment
+    return render(
+        rules,
+        verdict,
+        ticket,
+        mention_style=mention_style,  # type: ignore[arg-type]
+        proceed_on=proceed_on(wait.started_at, rules),
+    )
+
+
+def post_comment(comment_id: int) -> str:
+    """Render and post (or, in dry-run, record) one comment; returns its final state."""
+    runtime = current_runtime()
+    lock = runtime.redis.lock(f"leaderleader:lock:comment:{comment_id}", timeout=300)
+    if not lock.acquire(blocking=True, blocking_timeout=30):
+        raise TransientJiraError(f"comment {comment_id} is being posted by another worker")
+    try:
+        return _post_locked(comment_id)
+    finally:
+        try:
+            lock.release()
+        except Exception:  # noqa: BLE001 - an expired lock is not worth failing the job
+            log.warning("comment.lock.expired", extra={"comment": comment_id})
+
+
+def _post_locked(comment_id: int) -> str:
+    runtime = current_runtime()
+    rules = runtime.rules.require()
+    with runtime.sessions() as session:
+        comment = session.get(Comment, comment_id)
+        if comment is None:
+            return "missing"
+        if comment.state in DONE:
+            return comment.state
+        wait = comment.wait
+        extra = {"issue": wait.issue_key, "comment": comment_id, "kind": comment.kind}
+        if wait.ended_at is not None:
+            comment.state = "skipped"
+            comment.error = "the ticket left approval before the comment was posted"
+            session.commit()
+            log.info("comment.skipped", extra=extra)
+            return "skipped"
+        dry_run = runtime.dry_run()
+        comment.body = render_for(comment, rules, runtime.mention_style())
+        comment.attempts += 1
+        if dry_run:
+            comment.state = "dry_run"
+            comment.posted_at = _now()
+            session.commit()
+            log.info("comment.dry_run", extra=extra)
+            return "dry_run"
+        session.commit()
+        jira = runtime.jira()
+        try:
+            jira_id = jira.find_marked_comment(wait.issue_key, comment.marker)
+            if jira_id is None:
+                jira_id = jira.post_comment(wait.issue_key, comment.body, comment.marker)
+            else:
+                log.info("comment.found_earlier", extra=extra)
+        except PermanentJiraError as error:
+            comment.state = "failed"
+            comment.error = str(error)
+            session.commit()
+            log.error("comment.failed", extra={**extra, "reason": str(error)})
+            return "failed"
+        except TransientJiraError as error:
+            comment.error = str(error)
+            session.commit()
+            log.warning("comment.retry", extra={**extra, "reason": str(error)})
+            raise
+        comment.state = "posted"
+        comment.jira_comment_id = jira_id
+        comment.posted_at = _now()
+        comment.error = None
+        session.commit()
+        log.info("comment.posted", extra=extra)
+        return "posted"
+
+
+def queue_reminders(now: datetime | None = None) -> int:
+    """Give each flagged wait still open past ``remind_after`` its one reminder."""
+    runtime = current_runtime()
+    rules = runtime.rules.require()
+    if rules.flag.remind_after is None:
+        return 0
+    now = now or _now()
+    due = now - rules.flag.remind_after
+    queued = []
+    with runtime.sessions() as session:
+        waits = session.scalars(
+            select(ApprovalWait).where(
+                ApprovalWait.flagged.is_(True),
+                ApprovalWait.ended_at.is_(None),
+                ApprovalWait.started_at <= due,
+                ApprovalWait.source == "webhook",
+                ~ApprovalWait.comments.any(Comment.kind == "reminder"),
+            )
+        ).all()
+        for wait in waits:
+            queued.append(add_comment(session, wait, "reminder", now).id)
+        session.commit()
+    for comment_id in queued:
+        enqueue_comment(runtime, comment_id)
+    return len(queued)
+
+
+def requeue_pending(older_than: timedelta = timedelta(minutes=5)) -> int:
+    """Re-queue comments left pending (a worker died between the ledger and the queue)."""
+    runtime = current_runtime()
+    cutoff = _now() - older_than
+    with runtime.sessions() as session:
+        ids = session.scalars(
+            select(Comment.id).where(Comment.state == "pending", Comment.created_at <= cutoff)
+        ).all()
+    for comment_id in ids:
+        enqueue_comment(runtime, comment_id)
+    return len(ids)

@@ -1,0 +1,208 @@
+"""The worker's first job: a verified delivery becomes ledger rows (and maybe a comment).
+
+rq runs ``process_delivery`` with plain, serialisable arguments: the delivery id and
+the raw body as Jira sent it. The ledger's unique delivery id makes a second run of
+the same delivery a no-op, so Jira's retries and rq's retries are both harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from jobs.context import current_runtime, enqueue_comment
+from jobs.waits import (
+    add_comment,
+    close_wait,
+    open_wait,
+    record_change,
+    wait_open_at,
+    wait_transition,
+)
+from ledger.models import Delivery, Intent, Ticket
+from rules.engine import evaluate
+from rules.model import Rules
+from rules.model import Ticket as TicketView
+from webhooks.events import CommentPosted, IssueChanged, IssueDeleted, parse_event
+
+log = logging.getLogger("leaderleader.jobs")
+
+# "I intend to" at the start, after any quoting or markup Jira users put in front.
+_INTENT = re.compile(
+    r"^(?:\s|>|\*|_|-|\+|#|bq\.|h[1-6]\.|\{quote\}|\{panel[^}]*\}|\{color[^}]*\})*i\s+intend\s+to\b",
+    re.IGNORECASE,
+)
+
+
+def is_intent(body: str) -> bool:
+    return bool(_INTENT.match(body or ""))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def process_delivery(delivery_id: str, body: str, received_at: str) -> str:
+    """Apply one webhook delivery to the ledger; returns the outcome (for logs and tests)."""
+    runtime = current_runtime()
+    received = datetime.fromisoformat(received_at)
+    event = parse_event(json.loads(body), received_at=received)
+    rules = runtime.rules.require()
+    key = getattr(event, "key", None)
+    extra = {"delivery": delivery_id, "issue": key, "event": event.event}
+    comments: list[int] = []
+    with runtime.sessions() as session:
+        delivery = Delivery(
+            delivery_id=delivery_id,
+            event=event.event,
+            issue_key=key,
+            payload_at=event.at,
+            received_at=received,
+            body=body,
+        )
+        try:
+            with session.begin_nested():
+                session.add(delivery)
+        except IntegrityError:
+            log.info("jira.delivery.duplicate", extra=extra)
+            return "duplicate"
+        if isinstance(event, IssueChanged):
+            outcome, comments = apply_issue_change(session, event, rules)
+            if event.comment is not None:
+                apply_comment(session, event.comment)
+        elif isinstance(event, CommentPosted):
+            outcome = apply_comment(session, event)
+        elif isinstance(event, IssueDeleted):
+            outcome = apply_delete(session, event)
+        else:
+            outcome = "ignored"
+        delivery.outcome = outcome
+        delivery.processed_at = _now()
+        session.commit()
+    for comment_id in comments:
+        enqueue_comment(runtime, comment_id)
+    log.info("jira.delivery.processed", extra={**extra, "outcome": outcome})
+    return outcome
+
+
+def _ticket_row(session: Session, view: TicketView, issue_id: str | None) -> Ticket:
+    ticket = session.scalar(select(Ticket).where(Ticket.key == view.key))
+    if ticket is None:
+        ticket = Ticket(key=view.key, jira_id=issue_id, project=view.project)
+        try:
+            with session.begin_nested():
+                session.add(ticket)
+        except IntegrityError:  # another worker created it first
+            ticket = session.scalars(select(Ticket).where(Ticket.key == view.key)).one()
+    return ticket
+
+
+def _update_ticket(ticket: Ticket, view: TicketView, issue_id: str | None, at: datetime) -> None:
+    """Copy the snapshot unless the ledger already holds a newer one (late delivery)."""
+    if ticket.updated_at is not None and ticket.updated_at > at:
+        return
+    ticket.jira_id = issue_id or ticket.jira_id
+    ticket.project = view.project or ticket.project
+    ticket.issue_type = view.issue_type
+    ticket.summary = view.summary
+    ticket.status = view.status
+    ticket.status_id = view.status_id
+    ticket.assignee = view.assignee
+    ticket.reporter = view.reporter
+    ticket.priority = view.priority
+    ticket.labels = list(view.labels)
+    ticket.components = list(view.components)
+    ticket.fields = {k: list(v) if isinstance(v, tuple) else v for k, v in view.fields.items()}
+    ticket.updated_at = at
+
+
+def apply_issue_change(
+    session: Session, event: IssueChanged, rules: Rules
+) -> tuple[str, list[int]]:
+    """Update the ticket; open or close an approval wait; queue a comment when flagged."""
+    view = event.ticket
+    ticket = _ticket_row(session, view, event.issue_id)
+    previous_assignee = ticket.assignee if ticket.updated_at and ticket.updated_at < event.at else None
+    _update_ticket(ticket, view, event.issue_id, event.at)
+    before, after = wait_transition(
+        rules, view, event.changes, created=event.event == "jira:issue_created"
+    )
+    status_change = next((c for c in event.changes if c.field_id == "status"), None)
+    frm = status_change.from_string if status_change else None
+    if after and not before:
+        record_change(session, ticket, event.at, frm, view.status, enters=True)
+        handed_from = next(
+            (c.from_id for c in event.changes if c.field_id == "assignee"), previous_assignee
+        )
+        snapshot = replace(view, assignee_before_approval=handed_from)
+        verdict = evaluate(rules, snapshot)
+        wait = open_wait(session, ticket, event.at, snapshot, verdict, rules)
+        if wait is None:
+            return "wait-known", []
+        if verdict.flagged and wait.ended_at is None:
+            comment = add_comment(session, wait, "flag", _now())
+            return "flagged", [comment.id]
+        return ("unmapped" if verdict.unmapped else "wait-opened"), []
+    if before and not after:
+        record_change(session, ticket, event.at, frm, view.status, enters=False)
+        return ("wait-closed" if close_wait(session, ticket, event.at) else "wait-end-recorded"), []
+    return "updated", []
+
+
+def _comment_ticket(session: Session, event: CommentPosted) -> Ticket | None:
+    if event.key:
+        ticket = session.scalar(select(Ticket).where(Ticket.key == event.key))
+        if ticket is None and event.ticket is not None:
+            ticket = _ticket_row(session, event.ticket, event.issue_id)
+        return ticket
+    if event.issue_id:
+        return session.scalar(select(Ticket).where(Ticket.jira_id == event.issue_id))
+    return None
+
+
+def apply_comment(session: Session, event: CommentPosted) -> str:
+    """Record an "I intend to …" comment as an intent on the wait it answers."""
+    if not is_intent(event.body):
+        return "comment-ignored"
+    ticket = _comment_ticket(session, event)
+    if ticket is None:
+        return "intent-unknown-ticket"
+    existing = session.scalar(
+        select(Intent).where(Intent.issue_key == ticket.key, Intent.jira_comment_id == event.comment_id)
+    )
+    if existing is not None:
+        existing.body = event.body  # comment_updated: keep the latest wording
+        return "intent-updated"
+    wait = wait_open_at(session, ticket.id, event.at)
+    rules = current_runtime().rules.get()
+    person = rules.person_by_jira(event.author) if rules else None
+    session.add(
+        Intent(
+            wait_id=wait.id if wait else None,
+            issue_key=ticket.key,
+            jira_comment_id=event.comment_id,
+            author=event.author,
+            author_handle=person.handle if person else None,
+            body=event.body,
+            declared_at=event.at,
+        )
+    )
+    if wait is not None and (wait.first_intent_at is None or event.at < wait.first_intent_at):
+        wait.first_intent_at = event.at
+    return "intent"
+
+
+def apply_delete(session: Session, event: IssueDeleted) -> str:
+    ticket = session.scalar(select(Ticket).where(Ticket.key == event.key))
+    if ticket is None:
+        return "deleted-unknown"
+    ticket.deleted = True
+    close_wait(session, ticket, event.at)
+    return "deleted"

@@ -1,0 +1,3 @@
+from leaderleader.cli import main
+
+main()

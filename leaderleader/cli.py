@@ -1,0 +1,122 @@
+"""The ``leaderleader`` command: serve, worker, demo, db, rules."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from leaderleader.config import ConfigError, Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(func: F) -> F:
+    """Turn a user's mistake into one readable line and a non-zero exit, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as error:
+            raise click.ClickException(f"configuration: {error}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+@click.version_option(package_name="leaderleader")
+def main() -> None:
+    """leaderleader: move decisions to where the information is."""
+
+
+def _start_worker_process(redis_url: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "REDIS_URL": redis_url}
+    return subprocess.Popen([sys.executable, "-m", "leaderleader", "worker"], env=env)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--worker/--no-worker", default=True, show_default=True,
+              help="Also run a queue worker in the background.")
+@user_errors
+def serve(host: str, port: int, worker: bool) -> None:
+    """Run the webhook service (and, by default, a worker beside it)."""
+    from werkzeug.serving import run_simple
+
+    from leaderleader.runtime import Runtime
+    from webhooks.app import create_app
+
+    settings = Settings.from_env()
+    runtime = Runtime.build(settings)
+    redis_url = settings.redis_url
+    if redis_url is None:  # the embedded Redis: hand its socket to the worker
+        redis_url = "unix://" + runtime.redis.socket_file  # type: ignore[attr-defined]
+    app = create_app(runtime=runtime)
+    child = _start_worker_process(redis_url) if worker else None
+    mode = "dry-run" if runtime.dry_run() else f"posting to {settings.jira_url}"
+    click.echo(f"leaderleader on http://{host}:{port} ({mode}; rules {settings.rules_file})")
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False)
+    finally:
+        if child is not None:
+            child.terminate()
+            child.wait(timeout=10)
+
+
+@main.command()
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@user_errors
+def worker(burst: bool) -> None:
+    """Run a queue worker (jobs: deliveries, comments, reminders)."""
+    from rq import SimpleWorker
+
+    from jobs.context import current_runtime
+    from webhooks.app import create_app
+
+    app = create_app()
+    with app.app_context():
+        runtime = current_runtime()
+        SimpleWorker([runtime.queue], connection=runtime.redis).work(
+            burst=burst, with_scheduler=True, logging_level="WARNING"
+        )
+
+
+@main.command()
+@user_errors
+def demo() -> None:
+    """Replay bundled sample webhooks through the whole system and show the result (dry-run)."""
+    from leaderleader.demo import run_demo
+
+    run_demo(Settings.from_env(), click.echo)
+
+
+@main.group()
+def db() -> None:
+    """The ledger's database."""
+
+
+@db.command("upgrade")
+@user_errors
+def db_upgrade() -> None:
+    """Apply the ledger's migrations (also done on every start)."""
+    from ledger.db import make_engine, upgrade
+
+    settings = Settings.from_env()
+    upgrade(make_engine(settings.effective_database_url))
+    click.echo("ledger is up to date")
+
+
+from leaderleader.cli_rules import rules  # noqa: E402  (registers the ``rules`` group)
+
+main.add_command(rules)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""``leaderleader rules check FILE`` and ``leaderleader rules explain ISSUE-KEY``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from leaderleader.config import ConfigError, Settings
+from rules.engine import evaluate
+from rules.loader import RulesError, check_rules, load_rules
+from rules.model import Rules, Ticket, Verdict
+
+
+@click.group()
+def rules() -> None:
+    """Check and explain the rules file."""
+
+
+@rules.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--strict", is_flag=True, help="Treat warnings as errors.")
+def check(file: Path, strict: bool) -> None:
+    """Validate a rules file: every problem as FILE:LINE: message; exit 1 if any error."""
+    if not file.exists():
+        raise click.ClickException(f"{file}: no such file")
+    result = check_rules(file)
+    for problem in result.errors:
+        click.echo(f"{problem}", err=True)
+    for problem in result.warnings:
+        click.echo(f"{problem.source}:{problem.line}: warning: {problem.message}", err=True)
+    failed = bool(result.errors) or (strict and bool(result.warnings))
+    if failed:
+        count = len(result.errors) + (len(result.warnings) if strict else 0)
+        raise click.ClickException(f"{file}: {count} problem(s); the rules were not accepted")
+    assert result.rules is not None
+    summary = (
+        f"{file}: ok ({len(result.rules.people)} people, {len(result.rules.levels)} levels, "
+        f"{len(result.rules.decisions)} decision rules"
+    )
+    if result.warnings:
+        summary += f", {len(result.warnings)} warning(s)"
+    click.echo(summary + ")")
+
+
+def describe(verdict: Verdict, rules: Rules, ticket: Ticket) -> list[str]:
+    """The explanation a person reads: verdict, then the numbered chain of reasoning."""
+
+    def who(handle: str | None, level: str | None) -> str:
+        if handle is None:
+            return "nobody"
+        person = rules.people.get(handle)
+        name = f"{person.name} ({handle})" if person else handle
+        return f"{name}, {level}" if level else name
+
+    if not verdict.waiting:
+        headline = "not waiting for approval: nothing to flag"
+    elif verdict.flagged:
+        headline = "FLAGGED: the decision waits above the level that holds the information"
+    elif verdict.unmapped:
+        headline = "not flagged: someone involved is not in the rules file"
+    else:
+        headline = "not flagged: the approver is at the right level"
+    lines = [f"{ticket.key}: {ticket.summary}", f"status: {ticket.status}", f"verdict: {headline}"]
+    if verdict.waiting:
+        lines.append(f"approver: {who(verdict.approver, verdict.approver_level)}")
+        lines.append(f"information holder: {who(verdict.holder, verdict.holder_level)}")
+        if verdict.rule:
+            lines.append(f"decision rule: {verdict.rule} (decided at {verdict.decision_level})")
+        if verdict.decider:
+            lines.append(f"suggested decider: {who(verdict.decider, verdict.decider_level)}")
+        if verdict.unmapped:
+            lines.append("not in the rules file: " + ", ".join(verdict.unmapped))
+    lines.append("why:")
+    lines.extend(f"  {n}. {reason}" for n, reason in enumerate(verdict.reasons, 1))
+    return lines
+
+
+def _ticket_from_jira(settings: Settings, rules_: Rules, key: str) -> Ticket:
+    from connector.client import JiraConnector
+    from connector.errors import JiraError
+    from connector.history import approval_episodes
+    from connector.shapes import ticket_from_issue
+
+    assert settings.jira_url
+    jira = JiraConnector(
+        settings.jira_url,
+        user=settings.jira_user,
+        api_token=settings.jira_api_token,
+        pat=settings.jira_pat,
+        deployment=settings.jira_deployment,  # type: ignore[arg-type]
+    )
+    try:
+        issue = jira.fetch_issue(key)
+    except JiraError as error:
+        raise click.ClickException(f"cannot fetch {key} from Jira: {error}") from None
+    episodes = approval_episodes(issue, rules_.waiting.statuses)
+    before = episodes[-1].assignee_before if episodes and episodes[-1].ended_at is None else None
+    return ticket_from_issue(issue, assignee_before_approval=before)
+
+
+def _ticket_from_ledger(settings: Settings, key: str) -> Ticket | None:
+    from sqlalchemy import select
+
+    from jobs.waits import snapshot_ticket
+    from ledger.db import make_engine, make_sessionmaker
+    from ledger.models import ApprovalWait
+
+    sessions = make_sessionmaker(make_engine(settings.effective_database_url))
+    with sessions() as session:
+        wait = session.scalar(
+            select(ApprovalWait)
+            .where(ApprovalWait.issue_key == key)
+            .order_by(ApprovalWait.started_at.desc())
+            .limit(1)
+        )
+        return snapshot_ticket(wait.ticket_snapshot) if wait else None
+
+
+@rules.command("explain")
+@click.argument("key")
+@click.option("--rules-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Rules to evaluate with (default: RULES_FILE).")
+def explain(key: str, rules_file: Path | None) -> None:
+    """Fetch a ticket, evaluate the rules, print why it is or is not flagged. Posts nothing."""
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        raise click.ClickException(f"configuration: {error}") from None
+    if rules_file is not None:
+        settings = replace(settings, rules_file=rules_file)
+    try:
+        current = load_rules(settings.rules_file)
+    except RulesError as error:
+        raise click.ClickException(f"the rules file is invalid:\n{error}") from None
+    except OSError as error:
+        raise click.ClickException(f"{settings.rules_file}: {error.strerror}") from None
+    key = key.strip().upper()
+    if settings.jira_url:
+        ticket = _ticket_from_jira(settings, current, key)
+        origin = f"from {settings.jira_url}"
+    else:
+        found = _ticket_from_ledger(settings, key)
+        if found is None:
+            raise click.ClickException(
+                f"{key} is not in the ledger; set JIRA_URL to fetch it from Jira"
+            )
+        ticket, origin = found, "from the ledger (JIRA_URL is not set)"
+    verdict = evaluate(current, ticket)
+    click.echo(f"(ticket {origin}; rules {settings.rules_file})")
+    for line in describe(verdict, current, ticket):
+        click.echo(line)

@@ -1,0 +1,66 @@
+"""``leaderleader demo``: bundled sample webhooks through the real pipeline, in dry-run.
+
+The samples go through the same HTTP endpoint, queue, worker, ledger and rules as
+production deliveries; only the Jira call is replaced by recording the comment.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from rq import SimpleWorker
+from sqlalchemy import select
+
+from jobs.context import current_runtime
+from ledger.models import ApprovalWait, Comment
+from leaderleader.config import Settings
+from webhooks.app import create_app
+from webhooks.auth import sign
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+def sample_files() -> list[Path]:
+    return sorted(SAMPLES.glob("*.json"))
+
+
+def run_demo(settings: Settings, echo: Callable[[str], object]) -> int:
+    """Replay every sample, run the worker until the queue is empty, print what happened."""
+    settings = replace(settings, dry_run_env=True, jira_url=None)
+    app = create_app(settings)
+    client = app.test_client()
+    for path in sample_files():
+        body = path.read_bytes()
+        headers = {"X-Atlassian-Webhook-Identifier": f"demo-{path.stem}"}
+        if settings.webhook_secret:
+            headers["X-Hub-Signature"] = sign(settings.webhook_secret, body)
+        query = f"?token={settings.webhook_token}" if settings.webhook_token else ""
+        response = client.post(
+            "/webhooks/jira" + query, data=body, headers=headers, content_type="application/json"
+        )
+        event = json.loads(body).get("webhookEvent")
+        echo(f"POST /webhooks/jira  {path.name:<58} {response.status_code} ({event})")
+    with app.app_context():
+        runtime = current_runtime()
+        SimpleWorker([runtime.queue], connection=runtime.redis).work(
+            burst=True, logging_level="WARNING"
+        )
+        with runtime.sessions() as session:
+            waits = session.scalars(select(ApprovalWait).order_by(ApprovalWait.started_at)).all()
+            echo("")
+            echo(f"{len(waits)} approval wait(s) in the ledger ({settings.effective_database_url}):")
+            for wait in waits:
+                verdict = "FLAGGED" if wait.flagged else ("unmapped" if wait.unmapped else "ok")
+                echo(
+                    f"  {wait.issue_key:<8} waits on {wait.approver} ({wait.approver_level}); "
+                    f"rule {wait.decision_rule!r} -> {verdict}"
+                )
+            comments = session.scalars(select(Comment).order_by(Comment.id)).all()
+            for comment in comments:
+                echo("")
+                echo(f"--- comment on {comment.wait.issue_key} ({comment.state}) ---")
+                echo(comment.body)
+    return 0

@@ -1,0 +1,166 @@
+"""The webhook endpoint: authentication, bad input, de-duplication, queue outages."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+from sqlalchemy import func, select
+
+from jobs.context import current_runtime
+from ledger.models import Delivery
+from tests.conftest import SECRET, fixture_body, post_webhook, run_worker
+from webhooks.auth import sign, signature_problem
+
+DEPLOY = "issue_updated__cloud_deploy_handed_to_director"
+
+
+def test_signature_matches_atlassians_test_vector():
+    expected = "sha256=a4771c39fbe90f317c7824e83ddef3caae9cb3d976c214ace1f2937e133263c9"
+    assert sign("It's a Secret to Everybody", b"Hello World!") == expected
+    assert signature_problem("It's a Secret to Everybody", b"Hello World!", expected) is None
+
+
+def test_good_signature_is_queued(app):
+    response = post_webhook(app, fixture_body(DEPLOY))
+    assert response.status_code == 202
+    assert response.get_json()["status"] == "queued"
+
+
+def test_bad_signature_is_refused(app):
+    response = post_webhook(app, fixture_body(DEPLOY), secret="not the secret")
+    assert response.status_code == 401
+    assert response.get_json() == {"error": "webhook authentication failed", "status": 401}
+
+
+def test_missing_signature_is_refused(app):
+    response = post_webhook(app, fixture_body(DEPLOY), secret=None)
+    assert response.status_code == 401
+
+
+def test_signature_over_a_different_body_is_refused(app):
+    body = fixture_body(DEPLOY)
+    response = post_webhook(
+        app, body, secret=None, headers={"X-Hub-Signature": sign(SECRET, body + b" ")}
+    )
+    assert response.status_code == 401
+
+
+def test_unknown_signature_method_is_refused(app):
+    body = fixture_body(DEPLOY)
+    digest = sign(SECRET, body).split("=", 1)[1]
+    response = post_webhook(app, body, secret=None, headers={"X-Hub-Signature": "md5=" + digest})
+    assert response.status_code == 401
+
+
+def test_shared_token_in_the_query_string(make_app):
+    app = make_app(webhook_secret=None, webhook_token="tok-123456")
+    client = app.test_client()
+    body = fixture_body(DEPLOY)
+    ok = client.post("/webhooks/jira?token=tok-123456", data=body, content_type="application/json")
+    bad = client.post("/webhooks/jira?token=nope", data=body, content_type="application/json")
+    assert (ok.status_code, bad.status_code) == (202, 401)
+
+
+def test_retry_with_the_same_delivery_id_is_acknowledged_not_queued(app):
+    body = fixture_body(DEPLOY)
+    first = post_webhook(app, body, delivery="d-1")
+    again = post_webhook(app, body, delivery="d-1", retry=1)
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.get_json()["status"] == "duplicate"
+    with app.app_context():
+        assert current_runtime().queue.count == 1
+
+
+def test_delivery_without_identifier_is_deduplicated_by_body(app):
+    body = fixture_body(DEPLOY)
+    client = app.test_client()
+    headers = {"X-Hub-Signature": sign(SECRET, body)}
+    first = client.post("/webhooks/jira", data=body, headers=headers, content_type="application/json")
+    again = client.post("/webhooks/jira", data=body, headers=headers, content_type="application/json")
+    assert (first.status_code, again.status_code) == (202, 200)
+
+
+def test_unknown_and_ignored_events_are_acknowledged_and_not_queued(app):
+    for name in ("unknown_event", "worklog_created__cloud"):
+        response = post_webhook(app, fixture_body(name))
+        assert response.status_code == 200
+        assert response.get_json()["status"] == "ignored"
+    with app.app_context():
+        assert current_runtime().queue.count == 0
+
+
+def _bad(app, body: bytes, content_type: str = "application/json"):
+    response = post_webhook(app, body, content_type=content_type)
+    return response.status_code, response.get_json()["error"]
+
+
+def test_bad_input_gets_a_clear_4xx(app):
+    assert _bad(app, b"{not json") == (400, "the body is not valid JSON")
+    assert _bad(app, b"\xff\xfe{}") == (400, "the body is not valid JSON")
+    assert _bad(app, b"[1, 2]") == (400, "the body must be a JSON object")
+    assert _bad(app, b'{"timestamp": 1}') == (400, "'webhookEvent' is missing or not a string")
+    assert _bad(app, b'{"webhookEvent": "jira:issue_updated", "issue": {"id": "1"}}') == (
+        400,
+        "'issue.key' is missing or not a string",
+    )
+    assert _bad(app, b'{"webhookEvent": "jira:issue_updated", "issue": {"key": "A-1"}, '
+                     b'"timestamp": "yesterday"}') == (
+        400,
+        "'timestamp' must be a number (epoch milliseconds)",
+    )
+    assert _bad(app, b'{"webhookEvent": "jira:issue_updated", "issue": {"key": "A-1"}, '
+                     b'"changelog": {"items": "status"}}') == (400, "'changelog.items' must be a list")
+    assert _bad(app, fixture_body(DEPLOY), content_type="text/plain") == (
+        415,
+        "send the webhook as application/json",
+    )
+    deep = b'{"webhookEvent": "x", "a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert _bad(app, deep)[0] == 400
+
+
+def test_oversized_body_is_refused(make_app):
+    app = make_app(max_body_bytes=1024)
+    body = json.dumps({"webhookEvent": "jira:issue_updated", "pad": "x" * 4096}).encode()
+    response = post_webhook(app, body)
+    assert response.status_code == 413
+    assert "error" in response.get_json()
+
+
+def test_queue_down_answers_503_so_jira_retries(make_app, settings):
+    from leaderleader.runtime import Runtime
+    from webhooks.app import create_app
+
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    app = create_app(runtime=Runtime.build(settings, connection=dead))
+    response = post_webhook(app, fixture_body(DEPLOY), delivery="d-503")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "30"
+
+
+def test_worker_records_each_delivery_once_even_if_queued_twice(app):
+    body = fixture_body(DEPLOY)
+    post_webhook(app, body, delivery="d-2")
+    with app.app_context():  # an rq retry or a second enqueue of the same delivery
+        from jobs.context import enqueue_delivery
+
+        enqueue_delivery(current_runtime(), "d-2", body.decode(), "2026-11-20T10:15:03")
+    run_worker(app)
+    with app.app_context(), current_runtime().sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 1
+
+
+def test_health_and_readiness(app):
+    client = app.test_client()
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    checks = ready.get_json()["checks"]
+    assert checks["database"]["ok"] and checks["queue"]["ok"] and checks["rules"]["ok"]
+    assert len(checks["rules"]["digest"]) == 64
+
+
+def test_unknown_route_is_json_404(app):
+    response = app.test_client().get("/nope")
+    assert response.status_code == 404
+    assert response.get_json()["status"] == 404

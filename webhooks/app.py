@@ -1,0 +1,56 @@
+"""The Flask application factory: one for the web tier, the worker and the tests."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from jobs.context import EXTENSION
+from leaderleader.config import ConfigError, Settings
+from leaderleader.logs import configure_logging
+from leaderleader.runtime import Runtime
+
+log = logging.getLogger("leaderleader.web")
+
+
+def check_production(settings: Settings) -> None:
+    """Production refuses to run open to the world unless told it is insecure on purpose."""
+    if not settings.production or settings.allow_insecure:
+        return
+    if not (settings.webhook_secret or settings.webhook_token):
+        raise ConfigError(
+            "production mode needs JIRA_WEBHOOK_SECRET or JIRA_WEBHOOK_TOKEN "
+            "(or LEADERLEADER_ALLOW_INSECURE=true)"
+        )
+
+
+def create_app(
+    settings: Settings | None = None, *, runtime: Runtime | None = None, migrate: bool = True
+) -> Flask:
+    settings = settings or (runtime.settings if runtime else Settings.from_env())
+    check_production(settings)
+    configure_logging(settings)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[EXTENSION] = runtime or Runtime.build(settings, migrate=migrate)
+
+    from webhooks import health, intake
+
+    app.register_blueprint(intake.bp)
+    app.register_blueprint(health.bp)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Any:
+        response = jsonify(error=error.description or error.name, status=error.code)
+        return response, error.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Any:
+        log.exception("web.error")
+        return jsonify(error="internal error; see the service log", status=500), 500
+
+    return app

@@ -1,0 +1,94 @@
+"""``POST /webhooks/jira``: verify, de-duplicate, queue, answer. Nothing else on this path."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from flask import Blueprint, jsonify, request
+
+from jobs.context import current_runtime, enqueue_delivery
+from webhooks.auth import signature_problem, token_problem
+from webhooks.events import Ignored, PayloadError, parse_event
+
+bp = Blueprint("intake", __name__)
+log = logging.getLogger("leaderleader.web")
+
+#: How long a delivery id is remembered at the door; the ledger remembers it for good.
+SEEN_TTL_SECONDS = 7 * 24 * 3600
+
+
+def _error(status: int, message: str, **headers: str) -> Any:
+    return jsonify(error=message, status=status), status, headers
+
+
+def _auth_problem(body: bytes) -> str | None:
+    settings = current_runtime().settings
+    if not (settings.webhook_secret or settings.webhook_token):
+        return None  # development mode; production refuses to start like this
+    problems = []
+    if settings.webhook_secret:
+        problem = signature_problem(
+            settings.webhook_secret, body, request.headers.get("X-Hub-Signature")
+        )
+        if problem is None:
+            return None
+        problems.append(problem)
+    if settings.webhook_token:
+        problem = token_problem(settings.webhook_token, request.args.get("token"))
+        if problem is None:
+            return None
+        problems.append(problem)
+    return "; ".join(problems)
+
+
+def delivery_id_for(body: bytes) -> str:
+    """Jira's delivery id (the same across retries), else a hash of the body (Data Center)."""
+    given = request.headers.get("X-Atlassian-Webhook-Identifier", "").strip()
+    if given:
+        return given[:120]
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+@bp.post("/webhooks/jira")
+def receive() -> Any:
+    runtime = current_runtime()
+    body = request.get_data(cache=False)
+    problem = _auth_problem(body)
+    if problem is not None:
+        log.warning("jira.delivery.unauthorised", extra={"reason": problem})
+        return _error(401, "webhook authentication failed")
+    if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
+        return _error(415, "send the webhook as application/json")
+    try:
+        payload = json.loads(body)
+        received = datetime.now(UTC).replace(tzinfo=None)
+        event = parse_event(payload, received_at=received)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        message = str(error) if isinstance(error, PayloadError) else "the body is not valid JSON"
+        log.info("jira.delivery.rejected", extra={"reason": message})
+        return _error(400, message)
+    delivery_id = delivery_id_for(body)
+    extra = {"delivery": delivery_id, "issue": getattr(event, "key", None), "event": event.event}
+    if isinstance(event, Ignored):
+        log.info("jira.delivery.ignored", extra={**extra, "reason": event.reason})
+        return jsonify(status="ignored", reason=event.reason, delivery=delivery_id), 200
+    seen_key = f"leaderleader:seen:{delivery_id}"
+    try:
+        if not runtime.redis.set(seen_key, 1, nx=True, ex=SEEN_TTL_SECONDS):
+            log.info("jira.delivery.duplicate", extra=extra)
+            return jsonify(status="duplicate", delivery=delivery_id), 200
+        try:
+            enqueue_delivery(runtime, delivery_id, body.decode("utf-8"), received.isoformat())
+        except Exception:
+            runtime.redis.delete(seen_key)
+            raise
+    except redis.RedisError:
+        log.error("jira.delivery.queue_unavailable", extra=extra)
+        return _error(503, "queue unavailable; retry later", **{"Retry-After": "30"})
+    log.info("jira.delivery.queued", extra=extra)
+    return jsonify(status="queued", delivery=delivery_id), 202

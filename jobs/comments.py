@@ -17,6 +17,7 @@ from connector.errors import PermanentJiraError, TransientJiraError
 from jobs.context import current_runtime, enqueue_comment
 from jobs.waits import add_comment, snapshot_ticket, verdict_from_dict
 from ledger.models import ApprovalWait, Comment
+from leaderleader.metrics import count
 from rules.comment import render_comment, render_reminder
 from rules.model import Rules
 
@@ -59,7 +60,9 @@ def post_comment(comment_id: int) -> str:
     if not lock.acquire(blocking=True, blocking_timeout=30):
         raise TransientJiraError(f"comment {comment_id} is being posted by another worker")
     try:
-        return _post_locked(comment_id)
+        state = _post_locked(comment_id)
+        count(runtime.redis, "comments", state)
+        return state
     finally:
         try:
             lock.release()

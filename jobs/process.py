@@ -27,6 +27,7 @@ from jobs.waits import (
     wait_transition,
 )
 from ledger.models import Delivery, Intent, Ticket
+from leaderleader.metrics import count, observe_latency
 from rules.engine import evaluate
 from rules.model import Rules
 from rules.model import Ticket as TicketView
@@ -72,6 +73,7 @@ def process_delivery(delivery_id: str, body: str, received_at: str) -> str:
                 session.add(delivery)
         except IntegrityError:
             log.info("jira.delivery.duplicate", extra=extra)
+            count(runtime.redis, "processed", "duplicate")
             return "duplicate"
         if isinstance(event, IssueChanged):
             outcome, comments = apply_issue_change(session, event, rules)
@@ -88,6 +90,8 @@ def process_delivery(delivery_id: str, body: str, received_at: str) -> str:
         session.commit()
     for comment_id in comments:
         enqueue_comment(runtime, comment_id)
+    count(runtime.redis, "processed", outcome)
+    observe_latency(runtime.redis, (_now() - received).total_seconds())
     log.info("jira.delivery.processed", extra={**extra, "outcome": outcome})
     return outcome
 

@@ -89,6 +89,29 @@ def worker(burst: bool) -> None:
 
 
 @main.command()
+@click.option("--every", default=60, show_default=True, type=click.IntRange(1, 86400),
+              help="Seconds between rounds.")
+@click.option("--once", is_flag=True, help="Run one round and exit (for cron).")
+@user_errors
+def scheduler(every: int, once: bool) -> None:
+    """Queue due reminders and re-queue comments a crashed worker left pending."""
+    import time
+
+    from jobs.comments import queue_reminders, requeue_pending
+    from webhooks.app import create_app
+
+    app = create_app()
+    with app.app_context():
+        while True:
+            reminders, pending = queue_reminders(), requeue_pending()
+            if reminders or pending or once:
+                click.echo(f"queued {reminders} reminder(s), re-queued {pending} pending comment(s)")
+            if once:
+                return
+            time.sleep(every)
+
+
+@main.command()
 @user_errors
 def demo() -> None:
     """Replay bundled sample webhooks through the whole system and show the result (dry-run)."""

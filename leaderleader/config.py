@@ -79,6 +79,7 @@ class Settings:
     max_body_bytes: int = 5 * 1024 * 1024
     queue_name: str = "leaderleader"
     log_json: bool = False
+    migrate_on_start: bool = True
     #: seconds between retries of a failed job (rq's Retry); their count is the retry limit
     retry_intervals: tuple[int, ...] = (10, 30, 120, 600, 1800)
 
@@ -108,6 +109,7 @@ class Settings:
             max_body_bytes=_int(env, "LEADERLEADER_MAX_BODY_BYTES", 5 * 1024 * 1024),
             log_json=_flag(env, "LEADERLEADER_LOG_JSON", production),
             retry_intervals=_intervals(env, "LEADERLEADER_RETRY_INTERVALS"),
+            migrate_on_start=_flag(env, "LEADERLEADER_MIGRATE_ON_START", True),
         )
         return replace(settings, **overrides) if overrides else settings
 

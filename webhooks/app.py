@@ -28,7 +28,7 @@ def check_production(settings: Settings) -> None:
 
 
 def create_app(
-    settings: Settings | None = None, *, runtime: Runtime | None = None, migrate: bool = True
+    settings: Settings | None = None, *, runtime: Runtime | None = None
 ) -> Flask:
     settings = settings or (runtime.settings if runtime else Settings.from_env())
     check_production(settings)
@@ -36,12 +36,13 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[EXTENSION] = runtime or Runtime.build(settings, migrate=migrate)
+    app.extensions[EXTENSION] = runtime or Runtime.build(settings, migrate=settings.migrate_on_start)
 
-    from webhooks import health, intake
+    from webhooks import health, intake, metrics
 
     app.register_blueprint(intake.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Any:

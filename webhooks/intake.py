@@ -12,6 +12,7 @@ import redis
 from flask import Blueprint, jsonify, request
 
 from jobs.context import current_runtime, enqueue_delivery
+from leaderleader.metrics import count
 from webhooks.auth import signature_problem, token_problem
 from webhooks.events import Ignored, PayloadError, parse_event
 
@@ -61,8 +62,10 @@ def receive() -> Any:
     problem = _auth_problem(body)
     if problem is not None:
         log.warning("jira.delivery.unauthorised", extra={"reason": problem})
+        count(runtime.redis, "deliveries", "unauthorised")
         return _error(401, "webhook authentication failed")
     if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
+        count(runtime.redis, "deliveries", "rejected")
         return _error(415, "send the webhook as application/json")
     try:
         payload = json.loads(body)
@@ -71,16 +74,19 @@ def receive() -> Any:
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         message = str(error) if isinstance(error, PayloadError) else "the body is not valid JSON"
         log.info("jira.delivery.rejected", extra={"reason": message})
+        count(runtime.redis, "deliveries", "rejected")
         return _error(400, message)
     delivery_id = delivery_id_for(body)
     extra = {"delivery": delivery_id, "issue": getattr(event, "key", None), "event": event.event}
     if isinstance(event, Ignored):
         log.info("jira.delivery.ignored", extra={**extra, "reason": event.reason})
+        count(runtime.redis, "deliveries", "ignored")
         return jsonify(status="ignored", reason=event.reason, delivery=delivery_id), 200
     seen_key = f"leaderleader:seen:{delivery_id}"
     try:
         if not runtime.redis.set(seen_key, 1, nx=True, ex=SEEN_TTL_SECONDS):
             log.info("jira.delivery.duplicate", extra=extra)
+            count(runtime.redis, "deliveries", "duplicate")
             return jsonify(status="duplicate", delivery=delivery_id), 200
         try:
             enqueue_delivery(runtime, delivery_id, body.decode("utf-8"), received.isoformat())
@@ -91,4 +97,5 @@ def receive() -> Any:
         log.error("jira.delivery.queue_unavailable", extra=extra)
         return _error(503, "queue unavailable; retry later", **{"Retry-After": "30"})
     log.info("jira.delivery.queued", extra=extra)
+    count(runtime.redis, "deliveries", "queued")
     return jsonify(status="queued", delivery=delivery_id), 202

@@ -1,0 +1,101 @@
+"""Prometheus metrics that add up across every web and worker process.
+
+The web tier and the workers are separate processes, often on separate hosts, so
+counters live in Redis (one ``HINCRBY`` each) and ``/metrics`` turns them into
+Prometheus families at scrape time. Redis is already on every path that counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+log = logging.getLogger("leaderleader.metrics")
+
+COUNTERS = "leaderleader:metrics:counters"
+LATENCY = "leaderleader:metrics:latency"
+#: Seconds from our receipt of a delivery to the end of its processing in a worker.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+#: counter name -> (help text, label name)
+_COUNTER_HELP = {
+    "deliveries": ("Webhook deliveries by outcome at the door", "outcome"),
+    "processed": ("Deliveries processed by the worker, by outcome", "outcome"),
+    "comments": ("Comments by final state (posted, dry_run, failed, skipped)", "state"),
+}
+
+
+def count(connection: redis.Redis | redis.client.Pipeline, name: str, label: str) -> None:
+    """Add one to ``name{label}``; a metrics hiccup never fails the caller."""
+    try:
+        connection.hincrby(COUNTERS, f"{name}|{label}", 1)
+    except redis.RedisError:
+        log.warning("metrics.write_failed", extra={"metric": name})
+
+
+def observe_latency(connection: redis.Redis, seconds: float) -> None:
+    try:
+        pipe = connection.pipeline(transaction=False)
+        for bound in LATENCY_BUCKETS:
+            if seconds <= bound:
+                pipe.hincrby(LATENCY, f"le|{bound}", 1)
+        pipe.hincrby(LATENCY, "count", 1)
+        pipe.hincrbyfloat(LATENCY, "sum", seconds)
+        pipe.execute()
+    except redis.RedisError:
+        log.warning("metrics.write_failed", extra={"metric": "latency"})
+
+
+class LedgerCollector(Collector):
+    """Reads the shared counters (and the queue depth) whenever Prometheus scrapes."""
+
+    def __init__(self, connection: redis.Redis, queue_depth: Callable[[], int]) -> None:
+        self.connection = connection
+        self.queue_depth = queue_depth
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
+        try:
+            raw = self.connection.hgetall(COUNTERS)
+            latency = self.connection.hgetall(LATENCY)
+            depth = self.queue_depth()
+        except redis.RedisError:
+            up = GaugeMetricFamily("leaderleader_queue_up", "Whether Redis answered the scrape")
+            up.add_metric([], 0)
+            yield up
+            return
+        families: dict[str, CounterMetricFamily] = {}
+        for name, (help_text, label) in _COUNTER_HELP.items():
+            families[name] = CounterMetricFamily(f"leaderleader_{name}", help_text, labels=[label])
+        for key, value in _decoded(raw.items()):
+            name, _, label = key.partition("|")
+            if name in families:
+                families[name].add_metric([label], float(value))
+        yield from families.values()
+        up = GaugeMetricFamily("leaderleader_queue_up", "Whether Redis answered the scrape")
+        up.add_metric([], 1)
+        yield up
+        gauge = GaugeMetricFamily("leaderleader_queue_depth", "Jobs waiting in the queue")
+        gauge.add_metric([], depth)
+        yield gauge
+        values = dict(_decoded(latency.items()))
+        buckets = [(str(b), float(values.get(f"le|{b}", 0))) for b in LATENCY_BUCKETS]
+        buckets.append(("+Inf", float(values.get("count", 0))))
+        histogram = HistogramMetricFamily(
+            "leaderleader_processing_latency_seconds",
+            "From receiving a delivery to the end of its processing in the worker",
+            buckets=buckets,
+            sum_value=float(values.get("sum", 0)),
+        )
+        yield histogram
+
+
+def _decoded(items: Iterable[tuple[bytes | str, bytes | str]]) -> Iterator[tuple[str, str]]:
+    for key, value in items:
+        yield (
+            key.decode() if isinstance(key, bytes) else key,
+            value.decode() if isinstance(value, bytes) else value,
+        )

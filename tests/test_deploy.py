@@ -1,0 +1,87 @@
+"""What can be checked of the production shape without a Docker engine."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from leaderleader.cli import main
+from leaderleader.config import ConfigError, Settings
+from webhooks.app import check_production
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_has_the_production_services():
+    services = compose()["services"]
+    assert {"web", "worker", "scheduler", "redis", "postgres", "migrate"} <= set(services)
+    assert "--appendonly" in services["redis"]["command"]
+    assert any("postgresql/data" in v for v in services["postgres"]["volumes"])
+    assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    for name in ("web", "redis", "postgres"):
+        assert "healthcheck" in services[name], name
+
+
+def _command(service: dict) -> list[str]:
+    command = service["command"]
+    return command if isinstance(command, list) else shlex.split(command)
+
+
+@pytest.mark.parametrize("name", ["migrate", "web", "worker", "scheduler"])
+def test_every_app_command_resolves_to_something_the_package_provides(name):
+    command = _command(compose()["services"][name])
+    if command[0] == "leaderleader":
+        # --help on the exact sub-command proves it exists and its options parse
+        options = [c for c in command[1:] if c.startswith("--")]
+        words = [c for c in command[1:] if not c.startswith("--") and not c.isdigit()]
+        result = CliRunner().invoke(main, [*words, "--help"])
+        assert result.exit_code == 0, result.output
+        for option in options:
+            assert option in result.output
+    else:
+        assert command[0] == "gunicorn"
+        config = command[command.index("--config") + 1].removeprefix("python:")
+        importlib.import_module(config)
+        module, attr = command[-1].split(":")
+        assert module == "webhooks.wsgi" and attr == "app"
+        assert importlib.util.find_spec(module) is not None
+
+
+def test_environment_names_in_compose_and_example_are_the_ones_the_code_reads():
+    read = set(re.findall(r'env(?:\.get)?\(\s*"([A-Z_]+)"|_(?:flag|int|intervals)\(env, "([A-Z_]+)"',
+                          (ROOT / "leaderleader" / "config.py").read_text()))
+    names = {a or b for a, b in read}
+    compose_env = set(compose()["x-app"]["environment"])
+    example = {
+        line.lstrip("# ").split("=", 1)[0]
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if "=" in line and line.lstrip("# ")[:1].isupper()
+    }
+    only_for_compose = {"POSTGRES_PASSWORD", "RULES_DIR", "RULES_FILENAME", "WEB_CONCURRENCY",
+                        "WEB_PORT"}
+    assert compose_env - names == set()
+    assert example - names - only_for_compose == set()
+
+
+def test_production_refuses_to_start_without_webhook_authentication():
+    with pytest.raises(ConfigError, match="JIRA_WEBHOOK_SECRET"):
+        check_production(Settings(production=True))
+    check_production(Settings(production=True, allow_insecure=True))
+    check_production(Settings(production=True, webhook_secret="s3cret-value"))
+
+
+def test_cli_reports_a_bad_setting_in_one_line(monkeypatch):
+    monkeypatch.setenv("DRY_RUN", "perhaps")
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code != 0
+    assert result.output.strip() == "Error: configuration: DRY_RUN must be true or false, not 'perhaps'"

@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 from jobs.context import current_runtime, enqueue_comment
 from jobs.waits import (
     add_comment,
+    ticket_row,
+    update_ticket,
     close_wait,
     open_wait,
     record_change,
@@ -96,45 +98,14 @@ def process_delivery(delivery_id: str, body: str, received_at: str) -> str:
     return outcome
 
 
-def _ticket_row(session: Session, view: TicketView, issue_id: str | None) -> Ticket:
-    ticket = session.scalar(select(Ticket).where(Ticket.key == view.key))
-    if ticket is None:
-        ticket = Ticket(key=view.key, jira_id=issue_id, project=view.project)
-        try:
-            with session.begin_nested():
-                session.add(ticket)
-        except IntegrityError:  # another worker created it first
-            ticket = session.scalars(select(Ticket).where(Ticket.key == view.key)).one()
-    return ticket
-
-
-def _update_ticket(ticket: Ticket, view: TicketView, issue_id: str | None, at: datetime) -> None:
-    """Copy the snapshot unless the ledger already holds a newer one (late delivery)."""
-    if ticket.updated_at is not None and ticket.updated_at > at:
-        return
-    ticket.jira_id = issue_id or ticket.jira_id
-    ticket.project = view.project or ticket.project
-    ticket.issue_type = view.issue_type
-    ticket.summary = view.summary
-    ticket.status = view.status
-    ticket.status_id = view.status_id
-    ticket.assignee = view.assignee
-    ticket.reporter = view.reporter
-    ticket.priority = view.priority
-    ticket.labels = list(view.labels)
-    ticket.components = list(view.components)
-    ticket.fields = {k: list(v) if isinstance(v, tuple) else v for k, v in view.fields.items()}
-    ticket.updated_at = at
-
-
 def apply_issue_change(
     session: Session, event: IssueChanged, rules: Rules
 ) -> tuple[str, list[int]]:
     """Update the ticket; open or close an approval wait; queue a comment when flagged."""
     view = event.ticket
-    ticket = _ticket_row(session, view, event.issue_id)
+    ticket = ticket_row(session, view, event.issue_id)
     previous_assignee = ticket.assignee if ticket.updated_at and ticket.updated_at < event.at else None
-    _update_ticket(ticket, view, event.issue_id, event.at)
+    update_ticket(ticket, view, event.issue_id, event.at)
     before, after = wait_transition(
         rules, view, event.changes, created=event.event == "jira:issue_created"
     )
@@ -164,7 +135,7 @@ def _comment_ticket(session: Session, event: CommentPosted) -> Ticket | None:
     if event.key:
         ticket = session.scalar(select(Ticket).where(Ticket.key == event.key))
         if ticket is None and event.ticket is not None:
-            ticket = _ticket_row(session, event.ticket, event.issue_id)
+            ticket = ticket_row(session, event.ticket, event.issue_id)
         return ticket
     if event.issue_id:
         return session.scalar(select(Ticket).where(Ticket.jira_id == event.issue_id))

@@ -20,6 +20,37 @@ from rules.model import Rules, Ticket as TicketView, Verdict
 from webhooks.events import FieldChange
 
 
+def ticket_row(session: Session, view: TicketView, issue_id: str | None) -> Ticket:
+    ticket = session.scalar(select(Ticket).where(Ticket.key == view.key))
+    if ticket is None:
+        ticket = Ticket(key=view.key, jira_id=issue_id, project=view.project)
+        try:
+            with session.begin_nested():
+                session.add(ticket)
+        except IntegrityError:  # another worker created it first
+            ticket = session.scalars(select(Ticket).where(Ticket.key == view.key)).one()
+    return ticket
+
+
+def update_ticket(ticket: Ticket, view: TicketView, issue_id: str | None, at: datetime) -> None:
+    """Copy the snapshot unless the ledger already holds a newer one (late delivery)."""
+    if ticket.updated_at is not None and ticket.updated_at > at:
+        return
+    ticket.jira_id = issue_id or ticket.jira_id
+    ticket.project = view.project or ticket.project
+    ticket.issue_type = view.issue_type
+    ticket.summary = view.summary
+    ticket.status = view.status
+    ticket.status_id = view.status_id
+    ticket.assignee = view.assignee
+    ticket.reporter = view.reporter
+    ticket.priority = view.priority
+    ticket.labels = list(view.labels)
+    ticket.components = list(view.components)
+    ticket.fields = {k: list(v) if isinstance(v, tuple) else v for k, v in view.fields.items()}
+    ticket.updated_at = at
+
+
 def status_waits(rules: Rules, name: str | None, status_id: str | None) -> bool:
     """Is this status one of the rules' waiting-for-approval statuses (by name or id)?"""
     wanted = rules.waiting.statuses

@@ -136,9 +136,12 @@ def db_upgrade() -> None:
     click.echo("ledger is up to date")
 
 
-from leaderleader.cli_rules import rules  # noqa: E402  (registers the ``rules`` group)
+from leaderleader.cli_history import backfill, simulate  # noqa: E402
+from leaderleader.cli_rules import rules  # noqa: E402
 
 main.add_command(rules)
+main.add_command(backfill)
+main.add_command(simulate)
 
 
 if __name__ == "__main__":

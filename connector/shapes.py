@@ -1,0 +1,125 @@
+"""Jira's JSON shapes translated into the engine's plain types (pure, no I/O).
+
+Works for webhook ``issue`` objects and REST issues alike (both carry ``fields``).
+Tolerant everywhere: Jira sends ``null`` for most fields, omits others, and shapes
+users differently on Cloud (``accountId``) and Server/Data Center (``name``/``key``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rules.model import Ticket
+
+
+def user_id(user: Any) -> str | None:
+    """Cloud accountId, else the Server/DC username, else its key."""
+    if not isinstance(user, dict):
+        return None
+    for attribute in ("accountId", "name", "key"):
+        value = user.get(attribute)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _is_user(value: dict[str, Any]) -> bool:
+    return any(k in value for k in ("accountId", "emailAddress", "displayName")) or (
+        "name" in value and "key" in value
+    )
+
+
+def normalise_field(value: Any) -> Any:
+    """User -> id, list of users -> tuple of ids, option -> its value, numbers stay numbers."""
+    if isinstance(value, dict):
+        if _is_user(value):
+            return user_id(value)
+        for attribute in ("value", "name", "key", "id"):
+            if attribute in value and isinstance(value[attribute], (str, int, float)):
+                return value[attribute]
+        return None
+    if isinstance(value, list):
+        return tuple(normalise_field(v) for v in value if v is not None)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return None
+
+
+def _name(value: Any, attribute: str = "name") -> str | None:
+    if isinstance(value, dict):
+        found = value.get(attribute)
+        return str(found) if isinstance(found, (str, int)) else None
+    return None
+
+
+def _strings(values: Any, attribute: str | None = None) -> tuple[str, ...]:
+    if not isinstance(values, list):
+        return ()
+    out = []
+    for value in values:
+        if attribute is None and isinstance(value, str):
+            out.append(value)
+        elif attribute is not None and isinstance(value, dict):
+            found = value.get(attribute)
+            if isinstance(found, str):
+                out.append(found)
+    return tuple(out)
+
+
+def ticket_from_issue(issue: Any, *, assignee_before_approval: str | None = None) -> Ticket:
+    """A Ticket from a webhook or REST issue; never raises on missing or odd fields."""
+    issue = issue if isinstance(issue, dict) else {}
+    fields = issue.get("fields") if isinstance(issue.get("fields"), dict) else {}
+    key = issue.get("key") if isinstance(issue.get("key"), str) else ""
+    project = _name(fields.get("project"), "key") or (key.rsplit("-", 1)[0] if "-" in key else "")
+    status = fields.get("status")
+    custom = {
+        name: normalise_field(value)
+        for name, value in fields.items()
+        if name.startswith("customfield_") and value is not None
+    }
+    summary = fields.get("summary")
+    return Ticket(
+        key=key,
+        project=project,
+        issue_type=_name(fields.get("issuetype")),
+        status=_name(status),
+        status_id=_name(status, "id"),
+        summary=summary if isinstance(summary, str) else "",
+        labels=_strings(fields.get("labels")),
+        components=_strings(fields.get("components"), "name"),
+        priority=_name(fields.get("priority")),
+        assignee=user_id(fields.get("assignee")),
+        reporter=user_id(fields.get("reporter")),
+        assignee_before_approval=assignee_before_approval,
+        fields=custom,
+    )
+
+
+def _items(changelog: Any, field_id: str) -> list[dict[str, Any]]:
+    if not isinstance(changelog, dict) or not isinstance(changelog.get("items"), list):
+        return []
+    found = []
+    for item in changelog["items"]:
+        if not isinstance(item, dict):
+            continue
+        # Older Server/DC items have no fieldId: only a display name in "field".
+        given = item.get("fieldId") or str(item.get("field") or "").lower()
+        if given == field_id:
+            found.append(item)
+    return found
+
+
+def status_items(changelog: Any) -> list[dict[str, Any]]:
+    return _items(changelog, "status")
+
+
+def assignee_items(changelog: Any) -> list[dict[str, Any]]:
+    return _items(changelog, "assignee")
+
+
+def item_user(item: dict[str, Any], side: str) -> str | None:
+    """The user id on one side ("from"/"to") of an assignee item (Cloud tmp* ids first)."""
+    tmp = item.get("tmpFromAccountId" if side == "from" else "tmpToAccountId")
+    value = tmp or item.get(side)
+    return str(value) if value else None

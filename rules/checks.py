@@ -1,0 +1,283 @@
+"""The meaning of a well-shaped rules file: references, levels, cycles, durations, templates.
+
+Each check appends ``(line, message)`` to errors or warnings; the loader sorts and
+prints them all. Messages name the valid choices and offer a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+
+from rules.comment import template_problem
+from rules.model import (
+    DEFAULT_INTENT_TEMPLATE,
+    INFORMATION,
+    CommentPolicy,
+    DecisionRule,
+    FieldCondition,
+    FlagPolicy,
+    Match,
+    Person,
+    Rules,
+    Team,
+    WaitingForApproval,
+)
+from rules.schema import DecisionIn, RulesIn
+
+_DURATION = re.compile(r"^(?:(\d+)w)?\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?$")
+_CONDITION_KEYS = ("equals", "in", "gte", "gt", "lte", "lt")
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """``2d``, ``36h``, ``90m``, ``1w``, ``1d12h`` -> timedelta; None if malformed."""
+    match = _DURATION.match(text.strip().lower())
+    if not text.strip() or not match or not any(match.groups()):
+        return None
+    weeks, days, hours, minutes = (int(g) if g else 0 for g in match.groups())
+    return timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes)
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+class Located:
+    """A parsed rules file plus the lines of its parts, collecting problems."""
+
+    def __init__(self, parsed: RulesIn, line: Callable[..., int]) -> None:
+        self.parsed = parsed
+        self.line = line
+        self.errors: list[tuple[int, str]] = []
+        self.warnings: list[tuple[int, str]] = []
+
+    def error(self, path: tuple[Any, ...], message: str, value: bool = True) -> None:
+        self.errors.append((self.line(path, value=value), message))
+
+    def warn(self, path: tuple[Any, ...], message: str, value: bool = False) -> None:
+        self.warnings.append((self.line(path, value=value), message))
+
+
+def _check_levels(loc: Located) -> None:
+    seen: set[str] = set()
+    for index, level in enumerate(loc.parsed.levels):
+        if level == INFORMATION:
+            loc.error(("levels", index), f"'{INFORMATION}' is reserved for decided_at; "
+                                         "name the level differently")
+        if level in seen:
+            loc.error(("levels", index), f"level '{level}' is listed twice")
+        seen.add(level)
+
+
+def _level_problem(loc: Located, level: str) -> str | None:
+    levels = loc.parsed.levels
+    if level in levels:
+        return None
+    return f"unknown level '{level}' (levels: {', '.join(levels)}){_suggest(level, levels)}"
+
+
+def _check_people(loc: Located) -> None:
+    people = loc.parsed.people
+    owners: dict[str, str] = {}
+    for handle, person in people.items():
+        base = ("people", handle)
+        problem = _level_problem(loc, person.level)
+        if problem:
+            loc.error(base + ("level",), f"people.{handle}.level: {problem}")
+        if person.reports_to is not None and person.reports_to not in people:
+            loc.error(base + ("reports_to",), f"people.{handle}.reports_to: nobody called "
+                      f"'{person.reports_to}' in people{_suggest(person.reports_to, people)}")
+        if person.team is not None and person.team not in loc.parsed.teams:
+            loc.error(base + ("team",), f"people.{handle}.team: no team called '{person.team}' "
+                      f"in teams{_suggest(person.team, loc.parsed.teams)}")
+        if person.jira in owners:
+            loc.error(base + ("jira",), f"people.{handle}.jira: Jira id '{person.jira}' is also "
+                      f"used by '{owners[person.jira]}'")
+        owners.setdefault(person.jira, handle)
+    _check_reporting(loc)
+
+
+def _check_reporting(loc: Located) -> None:
+    people = loc.parsed.people
+    levels = loc.parsed.levels
+    reported: set[str] = set()
+    for handle, person in people.items():
+        chain = [handle]
+        current = person.reports_to
+        while current in people and current not in chain:
+            chain.append(current)
+            current = people[current].reports_to
+        if current is not None and current == handle:
+            path = " -> ".join(chain + [handle])
+            if handle not in reported:
+                loc.error(("people", handle, "reports_to"),
+                          f"people.{handle}.reports_to: reports_to goes round in a circle: {path}")
+                reported.update(chain)
+            continue
+        if person.level not in levels:
+            continue
+        boss = people.get(person.reports_to) if person.reports_to else None
+        if boss is None and levels.index(person.level) < len(levels) - 1:
+            loc.warn(("people", handle), f"people.{handle} is not at the top level and reports to "
+                     "nobody: a decision above their level cannot be routed from them")
+        elif boss is not None and boss.level in levels and (
+            levels.index(boss.level) < levels.index(person.level)
+        ):
+            loc.warn(("people", handle, "reports_to"), f"people.{handle} reports to "
+                     f"'{person.reports_to}', who is at a lower level ({boss.level})")
+
+
+def _check_teams(loc: Located) -> None:
+    for name, team in loc.parsed.teams.items():
+        if team.lead is None:
+            loc.warn(("teams", name), f"teams.{name} has no lead: it cannot hold information")
+        elif team.lead not in loc.parsed.people:
+            loc.error(("teams", name, "lead"), f"teams.{name}.lead: nobody called '{team.lead}' "
+                      f"in people{_suggest(team.lead, loc.parsed.people)}")
+
+
+def _conditions(loc: Located, index: int, fields: dict[str, Any]) -> tuple[FieldCondition, ...]:
+    out = []
+    for field_id, spec in fields.items():
+        path = ("decisions", index, "match", "fields", field_id)
+        where = f"decisions[{index}].match.fields.{field_id}"
+        if isinstance(spec, list):
+            spec = {"in": spec}
+        elif not isinstance(spec, dict):
+            spec = {"equals": spec}
+        unknown = [k for k in spec if k not in _CONDITION_KEYS]
+        for key in unknown:
+            loc.error(path + (key,), f"{where}: unknown condition '{key}' (conditions: "
+                      f"{', '.join(_CONDITION_KEYS)}){_suggest(str(key), _CONDITION_KEYS)}",
+                      value=False)
+        bounds = {}
+        for key in ("gte", "gt", "lte", "lt"):
+            if key in spec:
+                value = spec[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    loc.error(path + (key,), f"{where}.{key}: must be a number, not {value!r}")
+                else:
+                    bounds[key] = float(value)
+        members = spec.get("in")
+        if members is not None and not isinstance(members, list):
+            loc.error(path + ("in",), f"{where}.in: must be a list")
+            members = None
+        out.append(FieldCondition(
+            field=field_id,
+            equals=spec.get("equals"),
+            in_=tuple(members) if members is not None else None,
+            **bounds,
+        ))
+    return tuple(out)
+
+
+def _is_catch_all(decision: DecisionIn) -> bool:
+    m = decision.match
+    return not (m.issue_types or m.labels or m.components or m.projects or m.priorities or m.fields)
+
+
+def _decisions(loc: Located) -> tuple[DecisionRule, ...]:
+    rules = []
+    names: dict[str, int] = {}
+    catch_all: str | None = None
+    for index, decision in enumerate(loc.parsed.decisions):
+        path = ("decisions", index)
+        if decision.decided_at != INFORMATION:
+            problem = _level_problem(loc, decision.decided_at)
+            if problem:
+                loc.error(path + ("decided_at",), f"decisions[{index}].decided_at: {problem}; "
+                          f"or '{INFORMATION}' for the information holder's level")
+        if catch_all is not None:
+            loc.warn(path, f"decision '{decision.name}' can never match: "
+                     f"'{catch_all}' above it matches every ticket")
+        if decision.name in names:
+            loc.warn(path + ("name",), f"two decision rules are called '{decision.name}'")
+        names[decision.name] = index
+        if _is_catch_all(decision) and catch_all is None:
+            catch_all = decision.name
+        m = decision.match
+        rules.append(DecisionRule(
+            name=decision.name,
+            decided_at=decision.decided_at,
+            match=Match(
+                issue_types=tuple(m.issue_types), labels=tuple(m.labels),
+                components=tuple(m.components), projects=tuple(m.projects),
+                priorities=tuple(m.priorities), fields=_conditions(loc, index, m.fields),
+            ),
+            line=loc.line(path),
+        ))
+    if not rules:
+        loc.warn(("decisions",) if loc.parsed.decisions is not None else (),
+                 "no decision rules: nothing will ever be flagged")
+    return tuple(rules)
+
+
+def _flag(loc: Located) -> FlagPolicy:
+    remind = None
+    raw = loc.parsed.flag.remind_after
+    if raw is not None:
+        remind = parse_duration(raw)
+        if remind is None:
+            loc.error(("flag", "remind_after"), f"flag.remind_after: '{raw}' is not a duration "
+                      "(write it like 2d, 36h, 90m, 1w or 1d12h)")
+    return FlagPolicy(tolerance=loc.parsed.flag.tolerance, remind_after=remind)
+
+
+def _comment(loc: Located) -> CommentPolicy:
+    parsed = loc.parsed.comment
+    intent = parsed.intent_template or DEFAULT_INTENT_TEMPLATE
+    for key, text, kind in (("intent_template", parsed.intent_template, "intent"),
+                            ("template", parsed.template, "comment")):
+        if text is None:
+            continue
+        problem = template_problem(text, kind)
+        if problem is not None:
+            offset, message = problem
+            line = loc.line(("comment", key), value=True)
+            # a block scalar (|) starts on the line after its indicator
+            line += offset if "\n" in text else 0
+            loc.errors.append((line, f"comment.{key}: {message}"))
+    return CommentPolicy(template=parsed.template, intent_template=intent)
+
+
+def build_rules(loc: Located, *, source: str, digest: str) -> Rules:
+    parsed = loc.parsed
+    if parsed.version != 1:
+        loc.error(("version",), f"version: unsupported version {parsed.version} "
+                  "(this leaderleader reads version 1)")
+    _check_levels(loc)
+    _check_people(loc)
+    _check_teams(loc)
+    waiting = parsed.waiting_for_approval
+    if not waiting.statuses and not waiting.approver_field:
+        loc.error(("waiting_for_approval",), "waiting_for_approval: name the statuses that mean "
+                  "'waiting for approval', or an approver_field, or both", value=False)
+    decisions = _decisions(loc)
+    flag = _flag(loc)
+    comment = _comment(loc)
+    return Rules(
+        version=parsed.version,
+        levels=tuple(parsed.levels),
+        people={
+            handle: Person(handle=handle, jira=p.jira, name=p.name or handle, level=p.level,
+                           team=p.team, reports_to=p.reports_to)
+            for handle, p in parsed.people.items()
+        },
+        teams={
+            name: Team(name=name, lead=t.lead, components=tuple(t.components),
+                       projects=tuple(t.projects))
+            for name, t in parsed.teams.items()
+        },
+        waiting=WaitingForApproval(statuses=tuple(waiting.statuses),
+                                   approver_field=waiting.approver_field),
+        decisions=decisions,
+        flag=flag,
+        comment=comment,
+        dry_run=parsed.dry_run,
+        source=source,
+        digest=digest,
+    )

@@ -1,0 +1,219 @@
+"""Evaluation: is this ticket waiting on someone above the level that holds the information?
+
+``evaluate`` is pure and total: plain data in, a Verdict out, never an exception for
+an odd ticket. Every step appends a sentence to the reasons, so the comment,
+``rules explain``, the ledger and the report all tell the same story.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rules.model import INFORMATION, DecisionRule, FieldCondition, Person, Rules, Ticket, Verdict
+
+
+def is_waiting(rules: Rules, ticket: Ticket) -> bool:
+    """In a waiting-for-approval status (by name, case-insensitive, or id), or approver set."""
+    wanted = {s.strip().lower() for s in rules.waiting.statuses}
+    if ticket.status and ticket.status.strip().lower() in wanted:
+        return True
+    if ticket.status_id and ticket.status_id.strip().lower() in wanted:
+        return True
+    return bool(approvers_in_field(rules, ticket))
+
+
+def approvers_in_field(rules: Rules, ticket: Ticket) -> tuple[str, ...]:
+    field = rules.waiting.approver_field
+    if not field:
+        return ()
+    value = ticket.fields.get(field)
+    if isinstance(value, str):
+        return (value,) if value.strip() else ()
+    if isinstance(value, (list, tuple)):
+        return tuple(str(v) for v in value if isinstance(v, str) and v.strip())
+    return ()
+
+
+def _any(wanted: Iterable[str], have: Iterable[str]) -> bool:
+    lowered = {h.strip().lower() for h in have if h}
+    return any(w.strip().lower() in lowered for w in wanted)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def condition_holds(condition: FieldCondition, value: Any) -> bool:
+    values = value if isinstance(value, (list, tuple)) else (value,)
+    if condition.equals is not None and not any(_same(v, condition.equals) for v in values):
+        return False
+    if condition.in_ is not None and not any(_same(v, m) for v in values for m in condition.in_):
+        return False
+    bounds = (condition.gte, condition.gt, condition.lte, condition.lt)
+    if any(b is not None for b in bounds):
+        number = _number(value)
+        if number is None:
+            return False
+        if condition.gte is not None and not number >= condition.gte:
+            return False
+        if condition.gt is not None and not number > condition.gt:
+            return False
+        if condition.lte is not None and not number <= condition.lte:
+            return False
+        if condition.lt is not None and not number < condition.lt:
+            return False
+    return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return a.strip().lower() == b.strip().lower()
+    na, nb = _number(a), _number(b)
+    if na is not None and nb is not None:
+        return na == nb
+    return bool(a == b)
+
+
+def rule_matches(rule: DecisionRule, ticket: Ticket) -> bool:
+    m = rule.match
+    if m.issue_types and not _any(m.issue_types, [ticket.issue_type or ""]):
+        return False
+    if m.labels and not _any(m.labels, ticket.labels):
+        return False
+    if m.components and not _any(m.components, ticket.components):
+        return False
+    if m.projects and not _any(m.projects, [ticket.project]):
+        return False
+    if m.priorities and not _any(m.priorities, [ticket.priority or ""]):
+        return False
+    return all(condition_holds(c, ticket.fields.get(c.field)) for c in m.fields)
+
+
+def matching_rule(rules: Rules, ticket: Ticket) -> DecisionRule | None:
+    """First match wins."""
+    return next((r for r in rules.decisions if rule_matches(r, ticket)), None)
+
+
+def team_for(rules: Rules, ticket: Ticket) -> str | None:
+    for team in rules.teams.values():
+        if _any(team.projects, [ticket.project]) or _any(team.components, ticket.components):
+            return team.name
+    return None
+
+
+def _label(person: Person) -> str:
+    return f"{person.name} ({person.level})"
+
+
+def _decider(rules: Rules, holder: Person, level: str) -> tuple[Person | None, tuple[str, ...]]:
+    """The holder if their level reaches ``level``, else the first one up ``reports_to`` who does."""
+    path: list[str] = []
+    current: Person | None = holder
+    while current is not None and current.handle not in path:
+        path.append(current.handle)
+        if current.level in rules.levels and rules.rank(current.level) >= rules.rank(level):
+            return current, tuple(path)
+        current = rules.people.get(current.reports_to) if current.reports_to else None
+    return None, tuple(path)
+
+
+def evaluate(rules: Rules, ticket: Ticket) -> Verdict:
+    """Decide whether the ticket waits above the level that holds the information, and why."""
+    reasons: list[str] = []
+    if not is_waiting(rules, ticket):
+        reasons.append(f"{ticket.key} is in status '{ticket.status}', which is not a "
+                       "waiting-for-approval status, and no approver is set.")
+        return Verdict(key=ticket.key, waiting=False, flagged=False, reasons=tuple(reasons),
+                       tolerance=rules.flag.tolerance)
+    field_approvers = approvers_in_field(rules, ticket)
+    if field_approvers:
+        approver_ids = field_approvers
+        reasons.append(f"{ticket.key} waits for approval from the approver field "
+                       f"{rules.waiting.approver_field}.")
+    else:
+        approver_ids = (ticket.assignee,) if ticket.assignee else ()
+        reasons.append(f"{ticket.key} is in '{ticket.status}'; its assignee is the approver.")
+    base: dict[str, Any] = {"key": ticket.key, "waiting": True, "approvers": approver_ids,
+                            "tolerance": rules.flag.tolerance}
+    mapped = [p for p in (rules.person_by_jira(a) for a in approver_ids) if p is not None]
+    unmapped = [a for a in approver_ids if rules.person_by_jira(a) is None]
+    approver = max(mapped, key=lambda p: rules.rank(p.level), default=None)
+    if approver is None:
+        missing = tuple(unmapped)
+        reasons.append("Nobody approves it that the rules file knows"
+                       + (f" ({', '.join(missing)} is not in people)." if missing else "."))
+        return Verdict(**base, flagged=False, reasons=tuple(reasons),
+                       approver=missing[0] if missing else None, unmapped=missing)
+    reasons.append(f"It waits on {_label(approver)}"
+                   + (", the highest-level of its approvers." if len(approver_ids) > 1 else "."))
+    base.update(approver=approver.handle, approver_level=approver.level)
+
+    holder_id = ticket.assignee_before_approval or (
+        ticket.assignee if ticket.assignee not in approver_ids else None) or ticket.reporter
+    source = ("the assignee before it went into approval" if ticket.assignee_before_approval
+              else "the assignee" if holder_id == ticket.assignee else "the reporter")
+    holder = rules.person_by_jira(holder_id)
+    team = team_for(rules, ticket)
+    if holder is None and team is not None and rules.teams[team].lead in rules.people:
+        lead = rules.people[rules.teams[team].lead]  # type: ignore[index]
+        reasons.append(f"{holder_id or 'Nobody'} ({source}) is not in the rules file; team "
+                       f"{team} owns this work, so its lead {_label(lead)} holds the information.")
+        holder = lead
+    elif holder is not None:
+        reasons.append(f"The information sits with {_label(holder)}, {source}.")
+    if holder is None:
+        missing = tuple(unmapped + ([holder_id] if holder_id else []))
+        reasons.append(f"The information holder ({source}: {holder_id or 'nobody'}) is not in "
+                       "the rules file, so leaderleader does not guess.")
+        return Verdict(**base, flagged=False, reasons=tuple(reasons), holder=holder_id,
+                       unmapped=missing, holder_team=team)
+    base.update(holder=holder.handle, holder_level=holder.level,
+                holder_team=holder.team or team, unmapped=tuple(unmapped))
+
+    rule = matching_rule(rules, ticket)
+    if rule is None:
+        reasons.append("No decision rule matches this ticket, so there is no level to compare with.")
+        return Verdict(**base, flagged=False, reasons=tuple(reasons))
+    level = holder.level if rule.decided_at == INFORMATION else rule.decided_at
+    how = (f"the level of whoever holds the information: {level}"
+           if rule.decided_at == INFORMATION else f"{level} level")
+    reasons.append(f"Decision rule '{rule.name}' (line {rule.line}) lets it be decided at {how}.")
+    base.update(rule=rule.name, decision_level=level)
+    if level not in rules.levels or approver.level not in rules.levels:
+        reasons.append("A level here is not in the rules' levels, so nothing is compared.")
+        return Verdict(**base, flagged=False, reasons=tuple(reasons))
+    gap = rules.rank(approver.level) - rules.rank(level)
+    flagged = gap > rules.flag.tolerance
+    if gap <= 0:
+        reasons.append(f"{approver.level} is at or below {level}: the approver is at the right level.")
+    elif not flagged:
+        reasons.append(f"{approver.level} is {gap} level(s) above {level}, within the tolerance "
+                       f"of {rules.flag.tolerance}.")
+    else:
+        reasons.append(f"{approver.level} is {gap} level(s) above {level}, more than the tolerance "
+                       f"of {rules.flag.tolerance}: the decision waits too high.")
+    decider, path = _decider(rules, holder, level)
+    if decider is not None and rules.rank(decider.level) > rules.rank(approver.level):
+        decider = None  # never suggest someone above the approver
+    if decider is not None:
+        if decider.handle == holder.handle:
+            reasons.append(f"{_label(decider)} holds the information and may decide: "
+                           "suggested decider.")
+        else:
+            reasons.append(f"Walking up reports_to from {holder.name} ({' -> '.join(path)}), "
+                           f"{_label(decider)} is the first at {level} or above: suggested decider.")
+        base.update(decider=decider.handle, decider_level=decider.level, decider_path=path)
+    else:
+        reasons.append(f"Nobody up reports_to from {holder.name} ({' -> '.join(path)}) reaches "
+                       f"{level} below the approver, so no one else is suggested.")
+        base.update(decider_path=path)
+        flagged = False
+    return Verdict(**base, flagged=flagged, reasons=tuple(reasons))

@@ -132,8 +132,12 @@ def test_queue_down_answers_503_so_jira_retries(make_app, settings):
     from webhooks.app import create_app
 
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
-    app = create_app(runtime=Runtime.build(settings, connection=dead))
-    response = post_webhook(app, fixture_body(DEPLOY), delivery="d-503")
+    runtime = Runtime.build(settings, connection=dead)
+    try:
+        response = post_webhook(create_app(runtime=runtime), fixture_body(DEPLOY), delivery="d-503")
+    finally:
+        dead.close()
+        runtime.engine.dispose()
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "30"
 

@@ -1,0 +1,226 @@
+"""The one place that talks to Jira, through the ``jira`` library's authenticated session.
+
+Retries, deliberately: the library's session already retries 429 and 503 (honouring
+``Retry-After``) and connection errors, ``max_retries`` times. We keep that for reads.
+For the comment POST we switch it off: a POST whose answer was lost may have been
+processed, and only the caller (which looks for its marker first) can retry it safely.
+Everything else that fails is raised as TransientJiraError (the job retries it with
+backoff) or PermanentJiraError (recorded as failed, never retried).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import requests
+from jira import JIRA
+from jira.exceptions import JIRAError
+
+from connector.errors import JiraError, PermanentJiraError, TransientJiraError
+
+Deployment = Literal["cloud", "server"]
+PROPERTY_KEY = "leaderleader"
+_TRANSIENT = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def _retry_after(response: Any) -> float | None:
+    try:
+        return float(response.headers.get("Retry-After"))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _reason(text: str | None) -> str:
+    """Jira's own error message, short (its bodies are JSON with errorMessages)."""
+    try:
+        data = json.loads(text or "")
+        messages = list(data.get("errorMessages") or []) + [
+            f"{k}: {v}" for k, v in (data.get("errors") or {}).items()
+        ]
+        if messages:
+            return "; ".join(str(m) for m in messages)[:300]
+    except (ValueError, AttributeError):
+        pass
+    return (text or "").strip()[:300]
+
+
+class JiraConnector:
+    def __init__(self, url: str, *, user: str | None = None, api_token: str | None = None,
+                 pat: str | None = None, deployment: Deployment | None = None,
+                 max_retries: int = 3, max_retry_delay: float = 30.0,
+                 timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._auth: dict[str, Any] = {}
+        if pat:
+            self._auth["token_auth"] = pat
+        elif user and api_token:
+            self._auth["basic_auth"] = (user, api_token)
+        self._deployment = deployment
+        self._max_retries = max_retries
+        self._max_retry_delay = max_retry_delay
+        self._timeout = timeout
+        self._client: JIRA | None = None
+        self.calls = 0
+
+    # -- connection ---------------------------------------------------------------
+    @property
+    def session(self) -> requests.Session:
+        if self._client is None:
+            try:
+                self._client = JIRA(server=self.url, get_server_info=False,
+                                    max_retries=self._max_retries, timeout=self._timeout,
+                                    **self._auth)
+            except JIRAError as error:
+                raise self._translate(error, "connecting") from None
+            session = self._client._session
+            session.max_retry_delay = self._max_retry_delay  # type: ignore[attr-defined]
+            session.hooks["response"].append(self._count)
+        return self._client._session
+
+    def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.calls += 1
+
+    def _translate(self, error: Exception, doing: str) -> JiraError:
+        if isinstance(error, JIRAError):
+            status = error.status_code
+            response = getattr(error, "response", None)
+            reason = _reason(getattr(error, "text", None))
+            message = f"{doing}: Jira answered {status}" + (f" ({reason})" if reason else "")
+            if status is None or status in _TRANSIENT or status >= 500:
+                return TransientJiraError(message, status=status,
+                                          retry_after=_retry_after(response))
+            return PermanentJiraError(message, status=status, reason=reason or str(status))
+        if isinstance(error, (requests.ConnectionError, requests.Timeout)):
+            return TransientJiraError(f"{doing}: {type(error).__name__} reaching Jira")
+        return TransientJiraError(f"{doing}: {type(error).__name__}")
+
+    def _request(self, method: str, path: str, doing: str, **kwargs: Any) -> Any:
+        try:
+            response = self.session.request(method, f"{self.url}{path}", **kwargs)
+        except (JIRAError, requests.RequestException) as error:
+            raise self._translate(error, doing) from None
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise TransientJiraError(f"{doing}: Jira answered something that is not JSON") from None
+
+    @property
+    def deployment(self) -> Deployment:
+        """Cloud or Server/Data Center, from serverInfo unless configured (DC reports Server)."""
+        if self._deployment is None:
+            info = self._request("GET", "/rest/api/2/serverInfo", "reading serverInfo") or {}
+            self._deployment = "cloud" if info.get("deploymentType") == "Cloud" else "server"
+        return self._deployment
+
+    def mention(self, jira_id: str) -> str:
+        return f"[~accountid:{jira_id}]" if self.deployment == "cloud" else f"[~{jira_id}]"
+
+    # -- comments -----------------------------------------------------------------
+    def find_marked_comment(self, key: str, marker: str) -> str | None:
+        """The id of an earlier comment of ours carrying ``marker``, if Jira has one."""
+        start = 0
+        while True:
+            page = self._request(
+                "GET", f"/rest/api/2/issue/{key}/comment", f"reading comments of {key}",
+                params={"expand": "properties", "startAt": start, "maxResults": 100},
+            ) or {}
+            comments = page.get("comments") or []
+            for comment in comments:
+                for prop in comment.get("properties") or []:
+                    value = prop.get("value") if isinstance(prop, dict) else None
+                    if prop.get("key") == PROPERTY_KEY and isinstance(value, dict) and (
+                        value.get("marker") == marker
+                    ):
+                        return str(comment.get("id"))
+            start += len(comments)
+            if not comments or start >= int(page.get("total") or 0):
+                return None
+
+    def post_comment(self, key: str, body: str, marker: str) -> str:
+        """Post wiki markup tagged with our marker property; no automatic retry (see module doc)."""
+        session = self.session
+        saved = session.max_retries  # type: ignore[attr-defined]
+        session.max_retries = 0  # type: ignore[attr-defined]
+        try:
+            created = self._request(
+                "POST", f"/rest/api/2/issue/{key}/comment", f"posting a comment on {key}",
+                data=json.dumps({"body": body,
+                                 "properties": [{"key": PROPERTY_KEY, "value": {"marker": marker}}]}),
+            ) or {}
+        finally:
+            session.max_retries = saved  # type: ignore[attr-defined]
+        if "id" not in created:
+            raise TransientJiraError(f"posting a comment on {key}: Jira's answer had no id")
+        return str(created["id"])
+
+    # -- issues and history ---------------------------------------------------------
+    def _complete_changelog(self, issue: dict[str, Any]) -> dict[str, Any]:
+        """``expand=changelog`` returns only the latest entries: page the rest when cut."""
+        changelog = issue.get("changelog") or {}
+        histories = list(changelog.get("histories") or [])
+        total = int(changelog.get("total") or len(histories))
+        if total <= len(histories):
+            return issue
+        key = issue.get("key")
+        collected: list[dict[str, Any]] = []
+        start = 0
+        while start < total:
+            page = self._request(
+                "GET", f"/rest/api/2/issue/{key}/changelog", f"reading the history of {key}",
+                params={"startAt": start, "maxResults": 100},
+            ) or {}
+            values = page.get("values") or page.get("histories") or []
+            if not values:
+                break
+            collected.extend(values)
+            start += len(values)
+            if page.get("isLast") is True:
+                break
+        seen = {h.get("id") for h in collected}
+        merged = collected + [h for h in histories if h.get("id") not in seen]
+        merged.sort(key=lambda h: str(h.get("created") or ""))
+        issue = dict(issue)
+        issue["changelog"] = {**changelog, "histories": merged, "total": len(merged),
+                              "maxResults": len(merged), "startAt": 0}
+        return issue
+
+    def fetch_issue(self, key: str) -> dict[str, Any]:
+        """The raw issue with its complete changelog."""
+        issue = self._request("GET", f"/rest/api/2/issue/{key}", f"reading {key}",
+                              params={"expand": "changelog"})
+        if not isinstance(issue, dict):
+            raise PermanentJiraError(f"reading {key}: Jira returned no issue", status=None)
+        return self._complete_changelog(issue)
+
+    def search_issues(self, jql: str, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Issues matching ``jql`` with complete changelogs, page by page.
+
+        Cloud: ``search/jql`` with ``nextPageToken`` (the old search answers 410 there).
+        Server/Data Center: ``search`` with ``startAt``/``total``.
+        """
+        params: dict[str, Any] = {"jql": jql, "maxResults": page_size, "fields": "*all",
+                                  "expand": "changelog"}
+        if self.deployment == "cloud":
+            token: str | None = None
+            while True:
+                page = self._request("GET", "/rest/api/2/search/jql", "searching",
+                                     params={**params, **({"nextPageToken": token} if token else {})}) or {}
+                for issue in page.get("issues") or []:
+                    yield self._complete_changelog(issue)
+                token = page.get("nextPageToken")
+                if not token or page.get("isLast") is True or not page.get("issues"):
+                    return
+        start = 0
+        while True:
+            page = self._request("GET", "/rest/api/2/search", "searching",
+                                 params={**params, "startAt": start}) or {}
+            issues = page.get("issues") or []
+            for issue in issues:
+                yield self._complete_changelog(issue)
+            start += len(issues)
+            if not issues or start >= int(page.get("total") or 0):
+                return

@@ -1,0 +1,261 @@
+"""A fake Jira *server*: a small Flask app speaking enough of Jira's REST API.
+
+The real ``jira`` client talks to it over real HTTP. It keeps issues, changelogs and
+comments (with properties), checks authentication the way Cloud (basic: email + API
+token) or Server/Data Center (bearer PAT) do, pages like Jira pages, and can be told
+to fail: ``fail_next`` answers 429/5xx/4xx, optionally *after* doing the work (a lost
+answer). ``requests`` logs every call so tests can count them.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.serving import make_server
+
+SEARCH_PAGE_LIMIT = 100
+CHANGELOG_IN_ISSUE = 20  # expand=changelog returns only the latest entries
+
+
+@dataclass
+class Fault:
+    method: str
+    path: re.Pattern[str]
+    status: int
+    times: int
+    headers: dict[str, str] = field(default_factory=dict)
+    after_processing: bool = False
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    response = jsonify(errorMessages=[message], errors={})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+class FakeJira:
+    def __init__(self, deployment: Literal["Cloud", "Server"] = "Cloud", *,
+                 user: str = "bot@acme.example", token: str | None = None) -> None:
+        self.deployment = deployment
+        self.user = user
+        self.token = token  # None: any credentials of the right kind are accepted
+        self.issues: dict[str, dict[str, Any]] = {}
+        self._comments: dict[str, list[dict[str, Any]]] = {}
+        self._ids = itertools.count(10001)
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self.requests: list[tuple[str, str]] = []
+        self.url = ""
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.app = self._build()
+
+    # -- test controls --------------------------------------------------------------
+    def add_issue(self, key: str, fields: dict[str, Any], histories: list[dict[str, Any]] | None = None,
+                  issue_id: str | None = None) -> None:
+        self.issues[key] = {"id": issue_id or str(next(self._ids)), "key": key,
+                            "fields": dict(fields), "histories": list(histories or [])}
+        self._comments.setdefault(key, [])
+
+    def comments(self, key: str) -> list[dict[str, Any]]:
+        return list(self._comments.get(key, []))
+
+    def fail_next(self, method: str, path_regex: str, status: int, times: int = 1,
+                  headers: dict[str, str] | None = None, after_processing: bool = False) -> None:
+        self._faults.append(Fault(method.upper(), re.compile(path_regex), status, times,
+                                  dict(headers or {}), after_processing))
+
+    def reset_log(self) -> None:
+        self.requests.clear()
+
+    def count(self, method: str, path_regex: str) -> int:
+        pattern = re.compile(path_regex)
+        return sum(1 for m, p in self.requests if m == method and pattern.search(p))
+
+    def start(self) -> str:
+        self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def __enter__(self) -> FakeJira:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- the HTTP API -----------------------------------------------------------------
+    def _fault(self) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.times > 0 and fault.method == request.method and fault.path.search(request.path):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def _authorised(self) -> bool:
+        header = request.headers.get("Authorization", "")
+        if self.deployment == "Cloud":
+            if not header.startswith("Basic "):
+                return False
+            user, _, token = base64.b64decode(header[6:]).decode().partition(":")
+            return user == self.user and (self.token is None or token == self.token)
+        return header.startswith("Bearer ") and (self.token is None or header[7:] == self.token)
+
+    def _user(self, account: str) -> dict[str, Any]:
+        if self.deployment == "Cloud":
+            return {"accountId": account, "displayName": account, "accountType": "app"}
+        return {"name": account, "key": account, "displayName": account}
+
+    def _issue_json(self, key: str, expand: str) -> dict[str, Any]:
+        issue = self.issues[key]
+        data = {"id": issue["id"], "key": key, "self": f"{self.url}/rest/api/2/issue/{issue['id']}",
+                "fields": issue["fields"]}
+        if "changelog" in expand:
+            histories = issue["histories"]
+            latest = histories[-CHANGELOG_IN_ISSUE:]
+            data["changelog"] = {"startAt": 0, "maxResults": len(latest), "total": len(histories),
+                                 "histories": latest}
+        return data
+
+    def _search(self, cloud: bool) -> Response:
+        args = request.args if request.method == "GET" else (request.get_json(silent=True) or {})
+        jql = str(args.get("jql") or "")
+        limit = min(int(args.get("maxResults") or 50), SEARCH_PAGE_LIMIT)
+        keys = sorted(self.issues, key=lambda k: (k.rsplit("-", 1)[0], int(k.rsplit("-", 1)[1])))
+        project = re.search(r"project\s*=\s*\"?(\w+)", jql, re.IGNORECASE)
+        if project:
+            keys = [k for k in keys if k.startswith(project.group(1).upper() + "-")]
+        expand = str(args.get("expand") or "")
+        if cloud:
+            start = int(args.get("nextPageToken") or 0)
+        else:
+            start = int(args.get("startAt") or 0)
+        page = [self._issue_json(k, expand) for k in keys[start:start + limit]]
+        body: dict[str, Any] = {"issues": page}
+        if cloud:
+            if start + limit < len(keys):
+                body["nextPageToken"] = str(start + limit)
+            body["isLast"] = start + limit >= len(keys)
+        else:
+            body.update(startAt=start, maxResults=limit, total=len(keys))
+        return jsonify(body)
+
+    def _build(self) -> Flask:
+        app = Flask("fakejira")
+        fake = self
+
+        @app.before_request
+        def _gate() -> Response | None:
+            fake.requests.append((request.method, request.path))
+            fault = fake._fault()
+            if fault is not None and not fault.after_processing:
+                return _error(fault.status, f"injected {fault.status}", fault.headers)
+            request.environ["fakejira.fault"] = fault
+            if request.path.endswith("/serverInfo"):
+                return None
+            if not fake._authorised():
+                return _error(401, "You are not authenticated. Authentication required to perform this operation.")
+            return None
+
+        @app.after_request
+        def _lost_answer(response: Response) -> Response:
+            fault = request.environ.get("fakejira.fault")
+            if fault is not None:
+                return _error(fault.status, f"injected {fault.status} after processing", fault.headers)
+            return response
+
+        @app.get("/rest/api/2/serverInfo")
+        def server_info() -> Any:
+            return jsonify(baseUrl=fake.url, version="1001.0.0" if fake.deployment == "Cloud" else "9.12.0",
+                           versionNumbers=[1001, 0, 0] if fake.deployment == "Cloud" else [9, 12, 0],
+                           deploymentType=fake.deployment, buildNumber=100200, serverTitle="Fake Jira")
+
+        @app.get("/rest/api/2/myself")
+        def myself() -> Any:
+            return jsonify(fake._user(fake.user))
+
+        @app.get("/rest/api/<int:version>/issue/<key>")
+        def get_issue(version: int, key: str) -> Any:
+            if key not in fake.issues:
+                return _error(404, "Issue does not exist or you do not have permission to see it.")
+            return jsonify(fake._issue_json(key, request.args.get("expand", "")))
+
+        @app.get("/rest/api/<int:version>/issue/<key>/changelog")
+        def changelog(version: int, key: str) -> Any:
+            if key not in fake.issues:
+                return _error(404, "Issue does not exist or you do not have permission to see it.")
+            if fake.deployment != "Cloud":
+                return _error(404, "null for uri")  # Data Center has no changelog resource
+            histories = fake.issues[key]["histories"]
+            start = int(request.args.get("startAt", 0))
+            limit = min(int(request.args.get("maxResults", 100)), 100)
+            values = histories[start:start + limit]
+            return jsonify(startAt=start, maxResults=limit, total=len(histories),
+                           isLast=start + limit >= len(histories), values=values)
+
+        @app.get("/rest/api/<int:version>/issue/<key>/comment")
+        def list_comments(version: int, key: str) -> Any:
+            if key not in fake.issues:
+                return _error(404, "Issue does not exist or you do not have permission to see it.")
+            every = fake._comments[key]
+            start = int(request.args.get("startAt", 0))
+            limit = min(int(request.args.get("maxResults", 50)), 100)
+            expand = "properties" in request.args.get("expand", "")
+            page = [{k: v for k, v in c.items() if expand or k != "properties"}
+                    for c in every[start:start + limit]]
+            return jsonify(startAt=start, maxResults=limit, total=len(every), comments=page)
+
+        @app.post("/rest/api/<int:version>/issue/<key>/comment")
+        def add_comment(version: int, key: str) -> Any:
+            if key not in fake.issues:
+                return _error(404, "Issue does not exist or you do not have permission to see it.")
+            data = request.get_json(silent=True)
+            if not isinstance(data, dict) or not isinstance(data.get("body"), str):
+                return _error(400, "Comment body can not be empty!")
+            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+            comment = {"id": str(next(fake._ids)), "body": data["body"], "author": fake._user(fake.user),
+                       "created": now, "updated": now, "properties": list(data.get("properties") or [])}
+            with fake._lock:
+                fake._comments[key].append(comment)
+            return jsonify({k: v for k, v in comment.items() if k != "properties"}), 201
+
+        @app.put("/rest/api/2/comment/<comment_id>/properties/<prop>")
+        def put_property(comment_id: str, prop: str) -> Any:
+            for comments in fake._comments.values():
+                for comment in comments:
+                    if comment["id"] == comment_id:
+                        comment["properties"] = [p for p in comment["properties"] if p["key"] != prop]
+                        comment["properties"].append({"key": prop, "value": request.get_json()})
+                        return "", 200
+            return _error(404, "Comment not found")
+
+        @app.route("/rest/api/<int:version>/search", methods=["GET", "POST"])
+        def old_search(version: int) -> Any:
+            if fake.deployment == "Cloud":
+                return _error(410, "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API.")
+            return fake._search(cloud=False)
+
+        @app.route("/rest/api/<int:version>/search/jql", methods=["GET", "POST"])
+        def search_jql(version: int) -> Any:
+            if fake.deployment != "Cloud":
+                return _error(404, "null for uri")
+            return fake._search(cloud=True)
+
+        return app

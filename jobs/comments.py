@@ -27,9 +27,14 @@ DEFAULT_GRACE = timedelta(days=2)
 DONE = {"posted", "dry_run", "skipped", "failed"}
 
 
-def proceed_on(started: datetime, rules: Rules) -> date:
-    """The date an intent proposes to go ahead: after the reminder delay, on a weekday."""
-    day = (started + (rules.flag.remind_after or DEFAULT_GRACE)).date()
+def proceed_on(started: datetime, rules: Rules, now: datetime | None = None) -> date:
+    """The date an intent proposes to go ahead: after the reminder delay, on a weekday.
+
+    Counted from when the comment is written (a late or replayed delivery still
+    proposes a date in the future).
+    """
+    base = max(started, now or _now())
+    day = (base + (rules.flag.remind_after or DEFAULT_GRACE)).date()
     while day.weekday() >= 5:
         day += timedelta(days=1)
     return day

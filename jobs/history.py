@@ -15,28 +15,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector.history import approval_episodes
+from connector.history import approval_episodes, jira_time
 from connector.shapes import ticket_from_issue
 from jobs.waits import close_wait, open_wait, record_change, snapshot_ticket, update_ticket
 from ledger.models import ApprovalWait, Ticket
 from rules.engine import evaluate
 from rules.model import Rules, Verdict
-
-
-def jira_time(value: Any) -> datetime | None:
-    """Jira's ``2026-11-20T10:15:02.511+0000`` as naive UTC."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip()
-    if len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit():
-        text = text[:-2] + ":" + text[-2:]  # +0000 -> +00:00 for fromisoformat
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return parsed
-    return parsed.astimezone(UTC).replace(tzinfo=None)
 
 
 @dataclass

@@ -53,10 +53,16 @@ def run_demo(settings: Settings, echo: Callable[[str], object]) -> int:
             echo("")
             echo(f"{len(waits)} approval wait(s) in the ledger ({settings.effective_database_url}):")
             for wait in waits:
-                verdict = "FLAGGED" if wait.flagged else ("unmapped" if wait.unmapped else "ok")
+                if wait.unmapped:
+                    echo(f"  {wait.issue_key:<8} not judged: {', '.join(wait.unmapped)} "
+                         "is not in the rules file (nothing posted)")
+                    continue
+                verdict = "FLAGGED" if wait.flagged else "at the right level"
+                intent = f"; intent declared {wait.first_intent_at:%Y-%m-%d %H:%M}" if (
+                    wait.first_intent_at) else ""
                 echo(
                     f"  {wait.issue_key:<8} waits on {wait.approver} ({wait.approver_level}); "
-                    f"rule {wait.decision_rule!r} -> {verdict}"
+                    f"rule {wait.decision_rule!r} -> {verdict}{intent}"
                 )
             comments = session.scalars(select(Comment).order_by(Comment.id)).all()
             for comment in comments:

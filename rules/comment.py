@@ -65,6 +65,14 @@ def escape_wiki(text: str | None) -> str:
     return escaped.replace("://", ":/\u200b/")  # break bare-URL auto-linking
 
 
+_KEY = re.compile(r"^[A-Z][A-Z0-9_]*-[0-9]+$")
+
+
+def escape_key(key: str) -> str:
+    """Issue keys are safe as they are; anything else is escaped like other ticket text."""
+    return key if _KEY.match(key or "") else escape_wiki(key)
+
+
 def mention(jira_id: str, style: MentionStyle) -> str:
     return f"[~accountid:{jira_id}]" if style == "cloud" else f"[~{jira_id}]"
 
@@ -108,7 +116,7 @@ def _context(rules: Rules, verdict: Verdict, ticket: Ticket, style: MentionStyle
              proceed_on: date, reminder: bool) -> dict[str, Any]:
     decider = _person(rules, verdict.decider, style)
     context: dict[str, Any] = {
-        "ticket": {"key": escape_wiki(ticket.key), "summary": escape_wiki(ticket.summary),
+        "ticket": {"key": escape_key(ticket.key), "summary": escape_wiki(ticket.summary),
                    "status": escape_wiki(ticket.status)},
         "approver": _person(rules, verdict.approver, style),
         "holder": _person(rules, verdict.holder, style),

@@ -129,18 +129,18 @@ def evaluate(rules: Rules, ticket: Ticket) -> Verdict:
     """Decide whether the ticket waits above the level that holds the information, and why."""
     reasons: list[str] = []
     if not is_waiting(rules, ticket):
-        reasons.append(f"{ticket.key} is in status '{ticket.status}', which is not a "
+        reasons.append(f"The ticket is in status '{ticket.status}', which is not a "
                        "waiting-for-approval status, and no approver is set.")
         return Verdict(key=ticket.key, waiting=False, flagged=False, reasons=tuple(reasons),
                        tolerance=rules.flag.tolerance)
     field_approvers = approvers_in_field(rules, ticket)
     if field_approvers:
         approver_ids = field_approvers
-        reasons.append(f"{ticket.key} waits for approval from the approver field "
+        reasons.append("The ticket waits for approval from the approver field "
                        f"{rules.waiting.approver_field}.")
     else:
         approver_ids = (ticket.assignee,) if ticket.assignee else ()
-        reasons.append(f"{ticket.key} is in '{ticket.status}'; its assignee is the approver.")
+        reasons.append(f"The ticket is in '{ticket.status}'; its assignee is the approver.")
     base: dict[str, Any] = {"key": ticket.key, "waiting": True, "approvers": approver_ids,
                             "tolerance": rules.flag.tolerance}
     mapped = [p for p in (rules.person_by_jira(a) for a in approver_ids) if p is not None]

@@ -73,11 +73,12 @@ def _check_levels(loc: Located) -> None:
         seen.add(level)
 
 
-def _level_problem(loc: Located, level: str) -> str | None:
-    levels = loc.parsed.levels
-    if level in levels:
+def _level_problem(loc: Located, level: str, *extra: str) -> str | None:
+    levels = list(loc.parsed.levels)
+    if level in levels or level in extra:
         return None
-    return f"unknown level '{level}' (levels: {', '.join(levels)}){_suggest(level, levels)}"
+    choices = ", ".join(levels + [f"or '{e}'" for e in extra])
+    return f"unknown level '{level}' (levels: {choices}){_suggest(level, levels + list(extra))}"
 
 
 def _check_people(loc: Located) -> None:
@@ -187,10 +188,9 @@ def _decisions(loc: Located) -> tuple[DecisionRule, ...]:
     for index, decision in enumerate(loc.parsed.decisions):
         path = ("decisions", index)
         if decision.decided_at != INFORMATION:
-            problem = _level_problem(loc, decision.decided_at)
+            problem = _level_problem(loc, decision.decided_at, INFORMATION)
             if problem:
-                loc.error(path + ("decided_at",), f"decisions[{index}].decided_at: {problem}; "
-                          f"or '{INFORMATION}' for the information holder's level")
+                loc.error(path + ("decided_at",), f"decisions[{index}].decided_at: {problem}")
         if catch_all is not None:
             loc.warn(path, f"decision '{decision.name}' can never match: "
                      f"'{catch_all}' above it matches every ticket")

@@ -114,6 +114,27 @@ def _schema_problems(error: ValidationError, data: Any, line: _Lines) -> list[tu
     return found
 
 
+def _drop_offenders(data: Any, error: ValidationError) -> bool:
+    """Remove keys whose value is wrong or unknown (defaults take their place); False if stuck."""
+    dropped = False
+    for detail in error.errors():
+        path = tuple(detail["loc"])
+        if detail["type"] == "missing" or not path:
+            continue
+        parent: Any = data
+        for part in path[:-1]:
+            try:
+                parent = parent[part]
+            except (KeyError, IndexError, TypeError):
+                parent = None
+                break
+        last = path[-1]
+        if isinstance(parent, dict) and last in parent:
+            del parent[last]
+            dropped = True
+    return dropped
+
+
 def load_rules_text(text: str, source: str = "<rules>") -> Rules:
     result = check_rules_text(text, source)
     if result.rules is None:
@@ -153,12 +174,20 @@ def check_rules_text(text: str, source: str) -> CheckResult:
     structural: list[tuple[int, str]] = []
     _walk(node, (), lines, structural)
     line = _Lines(lines)
-    try:
-        parsed = RulesIn.model_validate(data)
-    except ValidationError as error:
-        return CheckResult(None, problems(structural + _schema_problems(error, data, line)))
+    shape: list[tuple[int, str]] = []
+    parsed = None
+    for _ in range(5):  # drop what is wrong and look again, so the meaning is checked too
+        try:
+            parsed = RulesIn.model_validate(data)
+            break
+        except ValidationError as error:
+            shape += _schema_problems(error, data, line)
+            if not _drop_offenders(data, error):
+                break
+    if parsed is None:
+        return CheckResult(None, problems(list(dict.fromkeys(structural + shape))))
     located = Located(parsed, line)
     rules = build_rules(located, source=source, digest=hashlib.sha256(text.encode()).hexdigest())
-    errors = problems(structural + located.errors)
+    errors = problems(list(dict.fromkeys(structural + shape + located.errors)))
     warnings = problems(located.warnings)
     return CheckResult(None if errors else rules, errors, warnings)

@@ -169,10 +169,16 @@ class JiraConnector:
         collected: list[dict[str, Any]] = []
         start = 0
         while start < total:
-            page = self._request(
-                "GET", f"/rest/api/2/issue/{key}/changelog", f"reading the history of {key}",
-                params={"startAt": start, "maxResults": 100},
-            ) or {}
+            try:
+                page = self._request(
+                    "GET", f"/rest/api/2/issue/{key}/changelog", f"reading the history of {key}",
+                    params={"startAt": start, "maxResults": 100},
+                ) or {}
+            except PermanentJiraError as error:
+                if error.status != 404:
+                    raise
+                return issue  # no changelog resource (older Data Center): keep what came
+
             values = page.get("values") or page.get("histories") or []
             if not values:
                 break

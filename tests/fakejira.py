@@ -129,7 +129,8 @@ class FakeJira:
                 "fields": issue["fields"]}
         if "changelog" in expand:
             histories = issue["histories"]
-            latest = histories[-CHANGELOG_IN_ISSUE:]
+            # Cloud cuts the embedded changelog to the latest entries; Data Center does not.
+            latest = histories[-CHANGELOG_IN_ISSUE:] if self.deployment == "Cloud" else histories
             data["changelog"] = {"startAt": 0, "maxResults": len(latest), "total": len(histories),
                                  "histories": latest}
         return data

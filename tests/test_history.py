@@ -1,0 +1,158 @@
+"""Backfill from Jira and simulate over the ledger, through the CLI, on the fake Jira."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from ledger.db import make_engine, make_sessionmaker
+from ledger.models import ApprovalWait, Comment
+from leaderleader.cli import main
+from leaderleader.config import Settings
+from tests.fakejira import FakeJira
+
+BOB, DANA, CAROL = "5b10a2844c20165700ede21g", "dana.k", "carol.s"
+
+
+def _history(n: int, day: int, hour: int, frm: str, to: str, assignee=None) -> dict:
+    items = [{"field": "status", "fieldId": "status", "fromString": frm, "toString": to}]
+    if assignee:
+        items.append({"field": "assignee", "fieldId": "assignee", "from": assignee[0], "to": assignee[1],
+                      "fromString": assignee[0], "toString": assignee[1]})
+    return {"id": str(n), "created": f"2026-05-{day:02d}T{hour:02d}:00:00.000+0000", "items": items}
+
+
+def _seed(fake: FakeJira, count: int, *, long_history_every: int = 0) -> None:
+    """Tickets that went to approval: even ones are deploys sent to a director (flagged), odd
+    ones purchases sent to a manager (the right level)."""
+    for n in range(count):
+        approver = DANA if n % 2 == 0 else CAROL
+        day = 1 + n % 27
+        histories = [
+            _history(1, day, 9, "To Do", "In Progress"),
+            _history(2, day, 10, "In Progress", "Awaiting Approval", (BOB, approver)),
+            _history(3, day, 15, "Awaiting Approval", "In Progress", (approver, BOB)),
+        ]
+        if long_history_every and n % long_history_every == 0:
+            # 30 label edits in between: more than the 20 entries Cloud embeds in a search
+            histories[1:1] = [{"id": f"l{k}", "created": f"2026-05-{day:02d}T09:{k + 10:02d}:00.000+0000",
+                               "items": [{"field": "labels", "fieldId": "labels", "toString": "x"}]}
+                              for k in range(30)]
+        fake.add_issue(f"PAY-{n + 1}", {
+            "summary": f"Ticket {n + 1}", "project": {"key": "PAY"},
+            "issuetype": {"name": "Task"}, "labels": ["deploy" if n % 2 == 0 else "purchase"],
+            "status": {"name": "In Progress", "id": "3"}, "assignee": {"accountId": BOB},
+            "reporter": {"accountId": BOB}, "created": f"2026-05-{day:02d}T08:00:00.000+0000",
+            "updated": f"2026-05-{day:02d}T15:00:00.000+0000",
+        }, histories)
+
+
+def _env(fake: FakeJira, database_url: str) -> dict[str, str]:
+    return {"JIRA_URL": fake.url, "JIRA_USER": "bot@acme.example", "JIRA_API_TOKEN": "t0ken-value",
+            "DATABASE_URL": database_url, "REDIS_URL": "", "JIRA_PAT": ""}
+
+
+def _waits(database_url: str) -> list[ApprovalWait]:
+    engine = make_engine(Settings(database_url=database_url).effective_database_url)
+    with make_sessionmaker(engine)() as session:
+        waits = list(session.scalars(select(ApprovalWait).order_by(ApprovalWait.issue_key)))
+        assert session.scalar(select(func.count()).select_from(Comment)) == 0  # posts nothing
+    engine.dispose()
+    return waits
+
+
+def test_backfill_imports_waits_with_few_calls_and_reruns_cleanly(fake_jira, database_url):
+    _seed(fake_jira, 300)
+    runner = CliRunner()
+    result = runner.invoke(main, ["backfill", "--jql", "project = PAY", "--since", "400d"],
+                           env=_env(fake_jira, database_url))
+    assert result.exit_code == 0, result.output
+    assert "imported 300 ticket(s) (0 already up to date), 300 approval wait(s), " \
+           "150 that would have been flagged" in result.output
+    # serverInfo + 3 search pages of 100; no changelog calls when histories fit
+    assert fake_jira.count("GET", r"/search/jql$") == 3
+    assert fake_jira.count("GET", r"/changelog$") == 0
+    assert len(fake_jira.requests) <= 300 / 100 + 2
+    waits = _waits(database_url)
+    assert len(waits) == 300 and sum(w.flagged for w in waits) == 150
+    flagged = next(w for w in waits if w.flagged)
+    assert (flagged.approver, flagged.holder, flagged.decider, flagged.source) == (
+        "dana", "bob", "bob", "backfill")
+    assert (flagged.ended_at - flagged.started_at).total_seconds() == 5 * 3600
+
+    again = runner.invoke(main, ["backfill", "--jql", "project = PAY"], env=_env(fake_jira, database_url))
+    assert again.exit_code == 0, again.output
+    assert "imported 0 ticket(s) (300 already up to date), 0 approval wait(s)" in again.output
+    assert len(_waits(database_url)) == 300
+
+
+def test_backfill_pages_truncated_changelogs_only(fake_jira, database_url):
+    _seed(fake_jira, 40, long_history_every=10)
+    result = CliRunner().invoke(main, ["backfill", "--jql", "project = PAY"],
+                                env=_env(fake_jira, database_url))
+    assert result.exit_code == 0, result.output
+    assert fake_jira.count("GET", r"/changelog$") == 4
+    assert len(_waits(database_url)) == 40
+
+
+def test_backfill_on_data_center_uses_start_at_paging(database_url):
+    with FakeJira(deployment="Server") as fake:
+        _seed(fake, 250)
+        env = {**_env(fake, database_url), "JIRA_USER": "", "JIRA_API_TOKEN": "", "JIRA_PAT": "pat"}
+        result = CliRunner().invoke(main, ["backfill", "--jql", "project = PAY"], env=env)
+        assert result.exit_code == 0, result.output
+        assert fake.count("GET", r"/rest/api/2/search$") == 3
+    assert len(_waits(database_url)) == 250
+
+
+def test_backfill_resumes_after_an_interruption(fake_jira, database_url):
+    _seed(fake_jira, 120)
+    # first run: the second search page fails for good (a 4xx is not retried)
+    original = fake_jira._search
+
+    calls = {"n": 0}
+
+    def flaky(cloud: bool):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            from tests.fakejira import _error
+
+            return _error(400, "interrupted")
+        return original(cloud)
+
+    fake_jira._search = flaky  # type: ignore[method-assign]
+    first = CliRunner().invoke(main, ["backfill", "--jql", "project = PAY"], env=_env(fake_jira, database_url))
+    assert first.exit_code == 1
+    assert first.output.strip().endswith("Error: Jira refused the backfill: searching: Jira answered 400 (interrupted)")
+    assert len(_waits(database_url)) == 100  # the first page was kept
+    second = CliRunner().invoke(main, ["backfill", "--jql", "project = PAY"], env=_env(fake_jira, database_url))
+    assert second.exit_code == 0, second.output
+    assert "imported 20 ticket(s) (100 already up to date)" in second.output
+    assert len(_waits(database_url)) == 120
+
+
+def test_simulate_replays_current_rules_over_the_ledger(fake_jira, database_url, tmp_path):
+    _seed(fake_jira, 10)
+    env = _env(fake_jira, database_url)
+    assert CliRunner().invoke(main, ["backfill", "--jql", "project = PAY"], env=env).exit_code == 0
+    result = CliRunner().invoke(main, ["simulate"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("FLAG PAY-") == 5
+    assert "10 wait(s): 5 would be flagged by these rules; 0 verdict(s) differ" in result.output
+    # a looser tolerance: nothing would be flagged any more
+    from leaderleader.config import EXAMPLE_RULES
+
+    looser = tmp_path / "rules.yaml"
+    looser.write_text(EXAMPLE_RULES.read_text().replace("tolerance: 0 ", "tolerance: 3 "))
+    result = CliRunner().invoke(main, ["simulate"], env={**env, "RULES_FILE": str(looser)})
+    assert "10 wait(s): 0 would be flagged by these rules; 5 verdict(s) differ" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["backfill", "--jql", "x", "--since", "ninety"], "Error: --since must look like 90d, 12w or 36h, not 'ninety'"),
+    (["simulate", "--since", "3 days"], "Error: --since must look like 90d, 12w or 36h, not '3 days'"),
+])
+def test_bad_arguments_end_in_one_line(args, message, fake_jira, database_url):
+    result = CliRunner().invoke(main, args, env=_env(fake_jira, database_url))
+    assert result.exit_code == 1 and result.output.strip() == message

@@ -132,7 +132,11 @@ def db_upgrade() -> None:
     from ledger.db import make_engine, upgrade
 
     settings = Settings.from_env()
-    upgrade(make_engine(settings.effective_database_url))
+    engine = make_engine(settings.effective_database_url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
     click.echo("ledger is up to date")
 
 

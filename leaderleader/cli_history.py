@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import click
@@ -27,12 +28,17 @@ def _rules(settings: Settings):  # type: ignore[no-untyped-def]
         raise click.ClickException(f"{settings.rules_file}: {error.strerror}") from None
 
 
+@contextmanager
 def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
+    """A migrated ledger for the length of one command; its connections closed after."""
     from ledger.db import make_engine, make_sessionmaker, upgrade
 
     engine = make_engine(settings.effective_database_url)
-    upgrade(engine)
-    return make_sessionmaker(engine)
+    try:
+        upgrade(engine)
+        yield make_sessionmaker(engine)
+    finally:
+        engine.dispose()
 
 
 @click.command()
@@ -66,12 +72,13 @@ def backfill(jql: str, since: str | None, page_size: int) -> None:
     )
     counts = None
     try:
-        issues = jira.search_issues(f"{query} ORDER BY created ASC", page_size=page_size)
-        progress = run_backfill(_sessions(settings), issues, rules)
-        with click.progressbar(progress, label="importing", show_pos=True,
-                               item_show_func=lambda c: c and f"{c.waits} waits") as bar:
-            for counts in bar:
-                pass
+        with _sessions(settings) as sessions:
+            issues = jira.search_issues(f"{query} ORDER BY created ASC", page_size=page_size)
+            progress = run_backfill(sessions, issues, rules)
+            with click.progressbar(progress, label="importing", show_pos=True,
+                                   item_show_func=lambda c: c and f"{c.waits} waits") as bar:
+                for counts in bar:
+                    pass
     except JiraError as error:
         raise click.ClickException(f"Jira refused the backfill: {error}") from None
     if counts is None:
@@ -100,7 +107,7 @@ def simulate(since: str | None, show_all: bool) -> None:
         except ValueError as error:
             raise click.ClickException(str(error)) from None
     rules = _rules(settings)
-    with _sessions(settings)() as session:
+    with _sessions(settings) as sessions, sessions() as session:
         replayed = replay(session, rules, start)
     flagged = [r for r in replayed if r.verdict.flagged]
     changed = sum(1 for r in replayed if r.verdict.flagged != r.was_flagged)

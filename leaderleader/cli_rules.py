@@ -107,15 +107,18 @@ def _ticket_from_ledger(settings: Settings, key: str) -> Ticket | None:
     from ledger.db import make_engine, make_sessionmaker
     from ledger.models import ApprovalWait
 
-    sessions = make_sessionmaker(make_engine(settings.effective_database_url))
-    with sessions() as session:
-        wait = session.scalar(
-            select(ApprovalWait)
-            .where(ApprovalWait.issue_key == key)
-            .order_by(ApprovalWait.started_at.desc())
-            .limit(1)
-        )
-        return snapshot_ticket(wait.ticket_snapshot) if wait else None
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            wait = session.scalar(
+                select(ApprovalWait)
+                .where(ApprovalWait.issue_key == key)
+                .order_by(ApprovalWait.started_at.desc())
+                .limit(1)
+            )
+            return snapshot_ticket(wait.ticket_snapshot) if wait else None
+    finally:
+        engine.dispose()
 
 
 @rules.command("explain")

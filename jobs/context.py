@@ -25,18 +25,16 @@ def _retry(runtime: Runtime) -> Retry:
     return Retry(max=len(intervals), interval=intervals)
 
 
-def enqueue_delivery(runtime: Runtime, delivery_id: str, body: str, received_at: str) -> Job:
-    from jobs.process import process_delivery
+def enqueue_drain(runtime: Runtime) -> Job:
+    """Queue a job that processes waiting deliveries (see jobs.inbox)."""
+    from jobs.inbox import drain_inbox
 
     return runtime.queue.enqueue(
-        process_delivery,
-        delivery_id,
-        body,
-        received_at,
+        drain_inbox,
         retry=_retry(runtime),
-        result_ttl=3600,
+        result_ttl=600,
         failure_ttl=7 * 24 * 3600,
-        description=f"delivery {delivery_id}",
+        description="drain the delivery inbox",
     )
 
 

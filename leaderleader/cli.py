@@ -94,18 +94,22 @@ def worker(burst: bool) -> None:
 @click.option("--once", is_flag=True, help="Run one round and exit (for cron).")
 @user_errors
 def scheduler(every: int, once: bool) -> None:
-    """Queue due reminders and re-queue comments a crashed worker left pending."""
+    """Queue due reminders; re-queue comments left pending and deliveries that failed."""
     import time
 
     from jobs.comments import queue_reminders, requeue_pending
+    from jobs.context import current_runtime
+    from jobs.inbox import requeue_failed
     from webhooks.app import create_app
 
     app = create_app()
     with app.app_context():
         while True:
             reminders, pending = queue_reminders(), requeue_pending()
-            if reminders or pending or once:
-                click.echo(f"queued {reminders} reminder(s), re-queued {pending} pending comment(s)")
+            retried = requeue_failed(current_runtime())
+            if reminders or pending or retried or once:
+                click.echo(f"queued {reminders} reminder(s), re-queued {pending} pending "
+                           f"comment(s) and {retried} failed deliver(ies)")
             if once:
                 return
             time.sleep(every)

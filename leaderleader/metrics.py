@@ -78,7 +78,8 @@ class LedgerCollector(Collector):
         up = GaugeMetricFamily("leaderleader_queue_up", "Whether Redis answered the scrape")
         up.add_metric([], 1)
         yield up
-        gauge = GaugeMetricFamily("leaderleader_queue_depth", "Jobs waiting in the queue")
+        gauge = GaugeMetricFamily("leaderleader_queue_depth",
+                                  "Deliveries and jobs waiting (inbox, retries, rq queue)")
         gauge.add_metric([], depth)
         yield gauge
         values = dict(_decoded(latency.items()))

@@ -105,13 +105,13 @@ def test_worker_killed_after_jira_took_the_comment_posts_it_once(make_app, fake_
     app = make_app(jira_url=fake_jira.url, jira_user="bot@acme.example", jira_api_token="t0ken-value",
                    comment_lock_seconds=2)
     post_webhook(app, fixture_body(DEPLOY))
-    with app.app_context():  # process the delivery; leave the comment job queued
+    with app.app_context():  # process the delivery here; leave the comment job queued
         runtime = current_runtime()
-        from jobs.process import process_delivery
+        from jobs.inbox import drain_inbox
 
-        job = runtime.queue.jobs[0]
-        runtime.queue.remove(job)
-        assert process_delivery(*job.args) == "flagged"
+        runtime.queue.remove(runtime.queue.jobs[0])
+        assert drain_inbox() == 1
+        assert [j.func_name for j in runtime.queue.jobs] == ["jobs.comments.post_comment"]
     # Jira stores the comment, then takes 30 s to answer: the worker dies meanwhile
     fake_jira.fail_next("POST", r"/comment$", 0, after_processing=True, delay=30)
     url = os.environ.get("REDIS_URL") or "unix://" + redis_conn.socket_file

@@ -156,4 +156,27 @@ def test_hostile_input_never_yields_a_5xx(app, body):
         with app.app_context():
             from rq.registry import FailedJobRegistry
 
+            from jobs.inbox import backlog
+
             assert FailedJobRegistry(queue=current_runtime().queue).count == 0, body
+            assert backlog(current_runtime()) == {"waiting": 0, "retrying": 0}, body
+
+
+def test_a_delivery_that_cannot_be_processed_waits_for_another_try(make_app, tmp_path):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text("version: 1\n")  # no valid rules yet: processing cannot decide
+    app = make_app(rules_file=rules_file)
+    assert post_webhook(app, fixture_body(DEPLOY)).status_code == 202
+    run_worker(app)
+    from jobs.inbox import backlog, requeue_failed
+
+    with app.app_context():
+        runtime = current_runtime()
+        assert backlog(runtime) == {"waiting": 0, "retrying": 1}
+        assert app.test_client().get("/readyz").status_code == 503
+        rules_file.write_text(EXAMPLE_RULES.read_text())
+        assert requeue_failed(runtime) == 1  # what the scheduler does every round
+    run_worker(app)
+    with app.app_context(), current_runtime().sessions() as session:
+        assert session.scalars(select(ApprovalWait)).one().flagged
+        assert backlog(current_runtime()) == {"waiting": 0, "retrying": 0}

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from jobs.context import current_runtime
+from jobs.inbox import backlog
 
 bp = Blueprint("health", __name__)
 
@@ -31,7 +32,7 @@ def readyz() -> Any:
         checks["database"] = {"ok": False, "error": type(error).__name__}
     try:
         runtime.redis.ping()
-        checks["queue"] = {"ok": True, "depth": runtime.queue.count}
+        checks["queue"] = {"ok": True, "jobs": runtime.queue.count, **backlog(runtime)}
     except redis.RedisError as error:
         checks["queue"] = {"ok": False, "error": type(error).__name__}
     rules = runtime.rules.get()

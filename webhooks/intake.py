@@ -11,17 +11,14 @@ from typing import Any
 import redis
 from flask import Blueprint, jsonify, request
 
-from jobs.context import current_runtime, enqueue_delivery
+from jobs.context import current_runtime
+from jobs.inbox import accept
 from leaderleader.metrics import count
 from webhooks.auth import signature_problem, token_problem
 from webhooks.events import Ignored, PayloadError, parse_event
 
 bp = Blueprint("intake", __name__)
 log = logging.getLogger("leaderleader.web")
-
-#: How long a delivery id is remembered at the door; the ledger remembers it for good.
-SEEN_TTL_SECONDS = 7 * 24 * 3600
-
 
 def _error(status: int, message: str, **headers: str) -> Any:
     return jsonify(error=message, status=status), status, headers
@@ -82,20 +79,13 @@ def receive() -> Any:
         log.info("jira.delivery.ignored", extra={**extra, "reason": event.reason})
         count(runtime.redis, "deliveries", "ignored")
         return jsonify(status="ignored", reason=event.reason, delivery=delivery_id), 200
-    seen_key = f"leaderleader:seen:{delivery_id}"
     try:
-        if not runtime.redis.set(seen_key, 1, nx=True, ex=SEEN_TTL_SECONDS):
-            log.info("jira.delivery.duplicate", extra=extra)
-            count(runtime.redis, "deliveries", "duplicate")
-            return jsonify(status="duplicate", delivery=delivery_id), 200
-        try:
-            enqueue_delivery(runtime, delivery_id, body.decode("utf-8"), received.isoformat())
-        except Exception:
-            runtime.redis.delete(seen_key)
-            raise
+        fresh = accept(runtime, delivery_id, body.decode("utf-8"), received.isoformat())
     except redis.RedisError:
         log.error("jira.delivery.queue_unavailable", extra=extra)
         return _error(503, "queue unavailable; retry later", **{"Retry-After": "30"})
+    if not fresh:
+        log.info("jira.delivery.duplicate", extra=extra)
+        return jsonify(status="duplicate", delivery=delivery_id), 200
     log.info("jira.delivery.queued", extra=extra)
-    count(runtime.redis, "deliveries", "queued")
     return jsonify(status="queued", delivery=delivery_id), 202

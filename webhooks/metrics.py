@@ -8,6 +8,7 @@ from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from jobs.context import current_runtime
+from jobs.inbox import backlog
 from leaderleader.metrics import LedgerCollector
 
 bp = Blueprint("metrics", __name__)
@@ -17,5 +18,6 @@ bp = Blueprint("metrics", __name__)
 def metrics() -> Any:
     runtime = current_runtime()
     registry = CollectorRegistry()
-    registry.register(LedgerCollector(runtime.redis, lambda: runtime.queue.count))
+    registry.register(LedgerCollector(
+        runtime.redis, lambda: runtime.queue.count + sum(backlog(runtime).values())))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

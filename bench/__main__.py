@@ -1,0 +1,23 @@
+"""``python -m bench [intake|worker|report|backfill|latency|all]``: figures as ratios, into bench/results/."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str]) -> int:
+    names = argv or ["all"]
+    order = ["intake", "worker", "latency", "backfill", "report"]
+    chosen = order if names == ["all"] else names
+    unknown = [n for n in chosen if n not in order]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)} (choose from {', '.join(order)}, all)")
+        return 2
+    for name in chosen:
+        module = __import__(f"bench.{name}", fromlist=["run"])
+        module.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,130 @@
+"""The delivery inbox: how the intake hands deliveries to the workers, cheaply and safely.
+
+Creating an rq job costs more than everything else the webhook endpoint does, so
+the endpoint does not create one per delivery. One Redis script call de-duplicates
+the delivery and appends it to an inbox list, atomically: a delivery is either
+refused as a duplicate or in the inbox, never half of each. rq jobs (``drain_inbox``)
+then process the inbox: one is queued when the inbox goes from empty to not empty,
+and another for every ``DRAIN_EVERY`` waiting deliveries, so workers scale out.
+
+A drain job moves each delivery to its own "in hand" list before processing it and
+removes it after, so a worker killed mid-delivery leaves it there; rq retries the
+abandoned job, which first finishes what it had in hand. A delivery whose processing
+fails goes to the retry list, which the scheduler puts back into the inbox.
+Processing is idempotent (the ledger's unique delivery id), so a repeat is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from rq import get_current_job
+
+from jobs.context import current_runtime, enqueue_drain
+from leaderleader.metrics import COUNTERS, count
+from leaderleader.runtime import Runtime
+
+log = logging.getLogger("leaderleader.jobs")
+
+#: How long a delivery id is remembered at the door; the ledger remembers it for good.
+SEEN_TTL_SECONDS = 7 * 24 * 3600
+DRAIN_EVERY = 200
+DRAIN_BATCH = 1000
+
+_ACCEPT = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  local waiting = redis.call('RPUSH', KEYS[2], ARGV[2])
+  redis.call('HINCRBY', KEYS[3], 'deliveries|queued', 1)
+  return waiting
+end
+redis.call('HINCRBY', KEYS[3], 'deliveries|duplicate', 1)
+return 0
+"""
+
+
+def inbox_key(runtime: Runtime) -> str:
+    return f"leaderleader:inbox:{runtime.settings.queue_name}"
+
+
+def encode(delivery_id: str, received_at: str, body: str) -> str:
+    """One list entry: id and time on the first two lines (header values hold no newline)."""
+    return f"{delivery_id}\n{received_at}\n{body}"
+
+
+def decode(entry: bytes | str) -> tuple[str, str, str]:
+    text = entry.decode("utf-8") if isinstance(entry, bytes) else entry
+    delivery_id, received_at, body = text.split("\n", 2)
+    return delivery_id, received_at, body
+
+
+def accept(runtime: Runtime, delivery_id: str, body: str, received_at: str) -> bool:
+    """Put a delivery in the inbox unless seen before; False for a duplicate.
+
+    Raises redis.RedisError when Redis is unreachable: nothing was accepted then.
+    """
+    inbox = inbox_key(runtime)
+    waiting = runtime.redis.eval(
+        _ACCEPT, 3, f"leaderleader:seen:{delivery_id}", inbox, COUNTERS,
+        SEEN_TTL_SECONDS, encode(delivery_id, received_at, body),
+    )
+    if not waiting:
+        return False
+    if waiting == 1 or waiting % DRAIN_EVERY == 0:
+        enqueue_drain(runtime)
+    return True
+
+
+def _process(runtime: Runtime, entry: bytes, in_hand: str) -> None:
+    from jobs.process import process_delivery
+
+    delivery_id, received_at, body = decode(entry)
+    try:
+        process_delivery(delivery_id, body, received_at)
+    except Exception:
+        log.exception("jira.delivery.error", extra={"delivery": delivery_id})
+        count(runtime.redis, "processed", "error")
+        pipe = runtime.redis.pipeline()
+        pipe.rpush(inbox_key(runtime) + ":retry", entry)
+        pipe.lrem(in_hand, 1, entry)
+        pipe.execute()
+        return
+    runtime.redis.lrem(in_hand, 1, entry)
+
+
+def drain_inbox(batch: int = DRAIN_BATCH) -> int:
+    """Process waiting deliveries (first any left in hand by a killed run); returns how many."""
+    runtime = current_runtime()
+    job = get_current_job()
+    inbox = inbox_key(runtime)
+    in_hand = f"{inbox}:hand:{job.id if job else 'inline'}"
+    done = 0
+    for entry in runtime.redis.lrange(in_hand, 0, -1):
+        _process(runtime, entry, in_hand)
+        done += 1
+    while done < batch:
+        entry = runtime.redis.lmove(inbox, in_hand, "LEFT", "RIGHT")
+        if entry is None:
+            return done
+        _process(runtime, entry, in_hand)
+        done += 1
+    if runtime.redis.llen(inbox):
+        enqueue_drain(runtime)  # keep jobs short; the rest goes to the next one
+    return done
+
+
+def requeue_failed(runtime: Runtime) -> int:
+    """Put deliveries whose processing failed back into the inbox (the scheduler calls this)."""
+    retry = inbox_key(runtime) + ":retry"
+    moved = 0
+    while runtime.redis.lmove(retry, inbox_key(runtime), "LEFT", "RIGHT") is not None:
+        moved += 1
+    if moved:
+        enqueue_drain(runtime)
+    return moved
+
+
+def backlog(runtime: Runtime) -> dict[str, int]:
+    """Deliveries waiting, and deliveries waiting for another try."""
+    inbox = inbox_key(runtime)
+    return {"waiting": int(runtime.redis.llen(inbox)),
+            "retrying": int(runtime.redis.llen(inbox + ":retry"))}

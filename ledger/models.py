@@ -89,6 +89,9 @@ class ApprovalWait(Base):
         Index("ix_waits_started", "started_at"),
         Index("ix_waits_open", "ended_at"),
         Index("ix_waits_approver", "approver"),
+        Index("ix_waits_project_started", "project", "started_at"),
+        Index("ix_waits_team_started", "team", "started_at"),
+        Index("ix_waits_open_started", "ended_at", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -147,7 +150,10 @@ class Intent(Base):
     """An "I intend to …" comment by someone close to the work."""
 
     __tablename__ = "intents"
-    __table_args__ = (UniqueConstraint("issue_key", "jira_comment_id"),)
+    __table_args__ = (
+        UniqueConstraint("issue_key", "jira_comment_id"),
+        Index("ix_intents_declared", "declared_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     wait_id: Mapped[int | None] = mapped_column(ForeignKey("approval_waits.id"), index=True)

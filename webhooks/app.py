@@ -43,6 +43,9 @@ def create_app(
     app.register_blueprint(intake.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
+    from webhooks import openapi, reports
+    app.register_blueprint(reports.bp)
+    app.register_blueprint(openapi.bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Any:

@@ -1,0 +1,351 @@
+"""Queries behind the bottleneck report: who and which level holds up decisions, and how long.
+
+Pure SQLAlchemy, no Flask: the web tier, the CLI and the tests call ``bottleneck_report``.
+
+Definitions (the README's report section repeats them for managers):
+
+* **Window** ``[since, until)``: an episode (one ``ApprovalWait``) is *in the window* when
+  it overlaps it: it started before ``until`` and it had not ended by ``since``
+  (``started_at < until AND (ended_at IS NULL OR ended_at > since)``). A wait that began
+  before ``since`` and ended inside the window counts; so does every wait still open
+  that began before ``until``. Either bound may be omitted (open-ended).
+* **Wait** of an ended episode = ``ended_at - started_at``, the whole episode, not clipped
+  to the window. ``median_wait_hours``, ``p90_wait_hours`` and ``total_wait_hours`` are
+  over *ended* episodes only, so an open wait never drags a median with a made-up end.
+* **Open waits** are counted in ``waiting_now``; their current age (``now - started_at``)
+  feeds the separate ``open_total_hours`` and ``open_max_hours``. Open waits of tickets
+  deleted in Jira never end, so they are left out of the report.
+* **Median / p90** are PostgreSQL's ``percentile_cont``: linear interpolation between the
+  closest ranks (position ``p * (n - 1)`` in the sorted waits). SQLite computes the same
+  formula in Python over the durations the database sorted.
+* **Trend** groups the episodes that *started* inside the window by the ISO week of
+  ``started_at`` (Monday to Sunday, UTC), gaps filled with empty weeks.
+* **Intents**: ``Intent`` rows declared in ``[since, until)``; ``ended_after_intent``:
+  episodes in the window with ``first_intent_at`` and ``ended_at`` both set.
+
+All figures in hours are floats rounded to 2 decimals; times are naive UTC.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import DateTime, String, and_, case, cast, extract, func, literal, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from ledger.models import ApprovalWait as W
+from ledger.models import Intent, Ticket
+
+#: Dimensions the report breaks figures down by: JSON key -> grouping columns.
+DIMENSIONS: dict[str, tuple[Any, ...]] = {
+    "summary": (),
+    "by_approver": (W.approver, W.approver_level),
+    "by_level": (W.approver_level,),
+    "by_team": (W.team,),
+    "by_rule": (W.decision_rule,),
+}
+#: The name each grouping column gets in the JSON rows.
+KEY_NAMES = {"approver": "approver", "approver_level": "level", "team": "team",
+             "decision_rule": "rule"}
+
+
+@dataclass(frozen=True)
+class Window:
+    """The report's filters; bounds are naive UTC, ``since`` inclusive, ``until`` exclusive."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    project: str | None = None
+    team: str | None = None
+
+
+@dataclass
+class Figures:
+    """One row of figures: for the whole window, or one approver, level, team, rule."""
+
+    episodes: int = 0
+    flagged: int = 0
+    waiting_now: int = 0
+    ended: int = 0
+    ended_after_intent: int = 0
+    median_wait_hours: float | None = None
+    p90_wait_hours: float | None = None
+    total_wait_hours: float = 0.0
+    open_total_hours: float = 0.0
+    open_max_hours: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentile(ordered: Sequence[float], fraction: float) -> float | None:
+    """``percentile_cont`` over already sorted values: interpolate at ``fraction * (n - 1)``."""
+    if not ordered:
+        return None
+    position = fraction * (len(ordered) - 1)
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def hours(seconds: float | None) -> float | None:
+    return None if seconds is None else round(float(seconds) / 3600.0, 2)
+
+
+def iso_week(monday: date) -> str:
+    year, week, _ = monday.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+class _Sql:
+    """The few expressions that differ between PostgreSQL and SQLite."""
+
+    def __init__(self, session: Session) -> None:
+        self.postgres = session.get_bind().dialect.name == "postgresql"
+
+    def seconds(self, start: Any, end: Any) -> ColumnElement[Any]:
+        if self.postgres:
+            return extract("epoch", end - start)
+        # julianday() carries fractions of a day; round to milliseconds to shed float noise
+        return func.round((func.julianday(end) - func.julianday(start)) * 86400.0, 3)
+
+    def week_start(self) -> ColumnElement[Any]:
+        """The Monday that starts the ISO week of ``started_at``."""
+        if self.postgres:
+            return func.date_trunc("week", W.started_at)
+        return func.date(W.started_at, "weekday 0", "-6 days")
+
+
+def to_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def window_conditions(window: Window) -> list[ColumnElement[bool]]:
+    """The WHERE clause for "episodes in the window" (overlap), see the module docstring."""
+    deleted = select(Ticket.id).where(Ticket.deleted.is_(True))
+    conditions: list[ColumnElement[bool]] = [
+        or_(W.ended_at.is_not(None), W.ticket_id.not_in(deleted))
+    ]
+    if window.until is not None:
+        conditions.append(W.started_at < window.until)
+    if window.since is not None:
+        conditions.append(or_(W.ended_at.is_(None), W.ended_at > window.since))
+    if window.project:
+        conditions.append(W.project == window.project)
+    if window.team:
+        conditions.append(W.team == window.team)
+    return conditions
+
+
+def started_inside(window: Window) -> list[ColumnElement[bool]]:
+    conditions = window_conditions(window)
+    if window.since is not None:
+        conditions.append(W.started_at >= window.since)
+    return conditions
+
+
+def _aggregates(sql: _Sql, now: datetime) -> list[Any]:
+    """GROUP BY aggregates; PostgreSQL also computes median and p90 in the same pass."""
+    wait = case((W.ended_at.is_not(None), sql.seconds(W.started_at, W.ended_at)))
+    age = case((W.ended_at.is_(None), sql.seconds(W.started_at, literal(now, DateTime()))))
+    columns: list[Any] = [
+        func.count().label("episodes"),
+        func.count(case((W.flagged.is_(True), 1))).label("flagged"),
+        func.count(W.ended_at).label("ended"),
+        func.count(case((and_(W.first_intent_at.is_not(None), W.ended_at.is_not(None)), 1)))
+        .label("ended_after_intent"),
+        func.sum(wait).label("total"),
+        func.sum(age).label("open_total"),
+        func.max(age).label("open_max"),
+    ]
+    if sql.postgres:
+        columns.append(func.percentile_cont(0.5).within_group(wait).label("p50"))
+        columns.append(func.percentile_cont(0.9).within_group(wait).label("p90"))
+    return columns
+
+
+def _figures(row: Any) -> Figures:
+    """Figures from one aggregate row of ``_aggregates`` (PostgreSQL)."""
+    return Figures(
+        episodes=row.episodes,
+        flagged=row.flagged,
+        waiting_now=row.episodes - row.ended,
+        ended=row.ended,
+        ended_after_intent=row.ended_after_intent,
+        median_wait_hours=hours(row.p50),
+        p90_wait_hours=hours(row.p90),
+        total_wait_hours=hours(row.total or 0.0) or 0.0,
+        open_total_hours=hours(row.open_total or 0.0) or 0.0,
+        open_max_hours=hours(row.open_max),
+    )
+
+
+def breakdown(
+    session: Session, window: Window, keys: Sequence[Any], now: datetime
+) -> list[tuple[tuple[Any, ...], Figures]]:
+    """Figures per value of ``keys`` (no keys: one row), grouped and ranked in PostgreSQL."""
+    query = select(*keys, *_aggregates(_Sql(session), now)).where(*window_conditions(window))
+    if keys:
+        query = query.group_by(*keys)
+    return [
+        (tuple(row[: len(keys)]), _figures(row))
+        for row in session.execute(query)
+        if row.episodes  # an aggregate over no rows at all (no GROUP BY) says 0
+    ]
+
+
+def weekly(session: Session, window: Window, now: datetime) -> dict[date, Figures]:
+    """Figures per ISO week (its Monday) of the episodes that started inside the window."""
+    week = _Sql(session).week_start().label("week_start")
+    query = (
+        select(week, *_aggregates(_Sql(session), now))
+        .where(*started_inside(window))
+        .group_by(week)
+    )
+    return {to_date(row.week_start): _figures(row) for row in session.execute(query)}
+
+
+def _rows(
+    name: str, found: Iterable[tuple[tuple[Any, ...], Figures]], level_order: Sequence[str]
+) -> list[dict[str, Any]]:
+    names = [KEY_NAMES[column.key] for column in DIMENSIONS[name]]
+    rows = [{**dict(zip(names, key)), **figures.to_dict()} for key, figures in found]
+    if name == "by_level":
+        rank = {level: index for index, level in enumerate(level_order)}
+        rows.sort(key=lambda r: (rank.get(r["level"], len(rank)), r["level"] is None,
+                                 r["level"] or ""))
+    else:  # the biggest hold-up first: hours waited, ended or still open
+        rows.sort(key=lambda r: (-(r["total_wait_hours"] + r["open_total_hours"]),
+                                 tuple(str(r[n] or "") for n in names)))
+    return rows
+
+
+def trend(found: dict[date, Figures], window: Window, now: datetime) -> list[dict[str, Any]]:
+    """Weekly rows from the first week with a wait to the window's last week, gaps filled."""
+    if not found:
+        return []
+    end = min(now, window.until - timedelta(microseconds=1)) if window.until else now
+    last = max(max(found), end.date() - timedelta(days=end.weekday()))
+    weeks = []
+    monday = min(found)
+    while monday <= last:
+        figures = found.get(monday, Figures())
+        weeks.append({"week": iso_week(monday), "week_start": monday.isoformat(),
+                      "episodes": figures.episodes, "flagged": figures.flagged,
+                      "ended": figures.ended, "median_wait_hours": figures.median_wait_hours,
+                      "p90_wait_hours": figures.p90_wait_hours})
+        monday += timedelta(weeks=1)
+    return weeks
+
+
+def longest_waiting(
+    session: Session, window: Window, now: datetime, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Open waits in the window, longest first (served by the (ended_at, started_at) index)."""
+    query = (
+        select(W.issue_key, W.project, W.team, W.status, W.approver, W.approver_level,
+               W.decider, W.decision_rule, W.flagged, W.started_at)
+        .where(*window_conditions(window), W.ended_at.is_(None))
+        .order_by(W.started_at, W.id)
+        .limit(limit)
+    )
+    return [
+        {"key": row.issue_key, "project": row.project, "team": row.team, "status": row.status,
+         "approver": row.approver, "level": row.approver_level,
+         "waiting_hours": hours((now - row.started_at).total_seconds()),
+         "suggested_decider": row.decider, "rule": row.decision_rule,
+         "flagged": row.flagged, "since": row.started_at.isoformat()}
+        for row in session.execute(query)
+    ]
+
+
+def unmapped(
+    session: Session, window: Window, known_jira_ids: Collection[str] = ()
+) -> list[dict[str, Any]]:
+    """Jira ids recorded as missing from the rules file (and still missing), with counts."""
+    query = select(W.unmapped, W.started_at).where(
+        *window_conditions(window), cast(W.unmapped, String) != "[]"
+    )
+    counts: dict[str, int] = defaultdict(int)
+    last_seen: dict[str, datetime] = {}
+    for ids, started in session.execute(query):
+        for jira_id in dict.fromkeys(ids or ()):
+            if not jira_id or jira_id in known_jira_ids:
+                continue
+            counts[jira_id] += 1
+            last_seen[jira_id] = max(started, last_seen.get(jira_id, started))
+    return [{"jira_id": jira_id, "episodes": count, "last_seen": last_seen[jira_id].isoformat()}
+            for jira_id, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+
+
+def intents(session: Session, window: Window) -> int:
+    """Intents declared in ``[since, until)``; project and team come from their episode."""
+    query = select(func.count(Intent.id)).outerjoin(W, Intent.wait_id == W.id)
+    if window.since is not None:
+        query = query.where(Intent.declared_at >= window.since)
+    if window.until is not None:
+        query = query.where(Intent.declared_at < window.until)
+    if window.project:
+        query = query.outerjoin(Ticket, Ticket.key == Intent.issue_key).where(
+            func.coalesce(W.project, Ticket.project) == window.project
+        )
+    if window.team:
+        query = query.where(W.team == window.team)
+    return int(session.scalar(query) or 0)
+
+
+def bottleneck_report(
+    session: Session,
+    window: Window,
+    *,
+    now: datetime,
+    levels: Sequence[str] = (),
+    known_jira_ids: Collection[str] = (),
+    longest: int = 20,
+) -> dict[str, Any]:
+    """The whole report as JSON-ready data (see the module docstring for each definition).
+
+    Args:
+        now: naive UTC "now", the end of open waits' current age.
+        levels: the rules' levels, lowest first, to order ``by_level``.
+        known_jira_ids: Jira ids the rules file maps now; they drop out of ``unmapped``.
+        longest: how many open waits ``longest_waiting`` lists.
+    """
+    if _Sql(session).postgres:
+        found = {name: breakdown(session, window, keys, now) for name, keys in DIMENSIONS.items()}
+        weeks = weekly(session, window, now)
+    else:  # no percentile_cont: one narrow scan folded in Python (see ledger.report_sqlite)
+        from ledger.report_sqlite import single_pass
+
+        found, weeks = single_pass(session, window, now)
+    sections: dict[str, Any] = {}
+    for name in DIMENSIONS:
+        if name == "summary":
+            summary = found[name]
+            sections[name] = (summary[0][1] if summary else Figures()).to_dict()
+        else:
+            sections[name] = _rows(name, found[name], levels)
+    sections["summary"]["intents"] = intents(session, window)
+    return {
+        "window": {
+            "since": window.since.isoformat() if window.since else None,
+            "until": window.until.isoformat() if window.until else None,
+            "project": window.project,
+            "team": window.team,
+            "semantics": "overlap",
+            "generated_at": now.isoformat(),
+        },
+        **sections,
+        "longest_waiting": longest_waiting(session, window, now, longest),
+        "trend": trend(weeks, window, now),
+        "unmapped": unmapped(session, window, known_jira_ids),
+    }

@@ -1,0 +1,147 @@
+"""Exact report figures for the ledger in conftest.py, worked out by hand.
+
+Window [11-16, 11-24) holds W1 W2 W3 W4 (across since) W6 W7 (open) W8; not W5 (ended
+before since), W9 (deleted ticket), W10 (starts after until). Ended waits, sorted:
+4 6 10 24 48 h -> median 10, p90 at position 0.9*4=3.6: 24 + 0.6*(48-24) = 38.4.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from flask import Flask
+
+from tests.reports.conftest import DEPLOY, ELSE, SPEND, bearer
+
+WINDOW = "since=2026-11-16&until=2026-11-24"
+
+
+def figures(episodes: int, flagged: int, waiting: int, ended: int, after_intent: int,
+            median: float | None, p90: float | None, total: float, open_total: float,
+            open_max: float | None) -> dict[str, Any]:
+    return {"episodes": episodes, "flagged": flagged, "waiting_now": waiting, "ended": ended,
+            "ended_after_intent": after_intent, "median_wait_hours": median,
+            "p90_wait_hours": p90, "total_wait_hours": total, "open_total_hours": open_total,
+            "open_max_hours": open_max}
+
+
+# dana: 10, 24 ended (p90 = 10 + 0.9*14 = 22.6) and W6 open for 48 h
+DANA = figures(3, 3, 1, 2, 1, 17.0, 22.6, 34.0, 48.0, 48.0)
+# carol: 4, 48 ended (p90 = 4 + 0.9*44 = 43.6)
+CAROL = figures(2, 0, 0, 2, 0, 26.0, 43.6, 52.0, 0.0, None)
+ALICE = figures(1, 0, 0, 1, 0, 6.0, 6.0, 6.0, 0.0, None)
+# OPS-7: open since 11-01 00:00, 24.5 days = 588 h at 11-25 12:00
+UNKNOWN = figures(1, 0, 1, 0, 0, None, None, 0.0, 588.0, 588.0)
+
+
+def get(app: Flask, query: str = "", **headers: str) -> Any:
+    return app.test_client().get(f"/reports/bottlenecks?{query}", headers={**bearer(), **headers})
+
+
+def test_window_figures_exact(report_app: Flask) -> None:
+    response = get(report_app, WINDOW)
+    assert response.status_code == 200, response.get_json()
+    report = response.get_json()
+    assert report["window"] == {
+        "since": "2026-11-16T00:00:00", "until": "2026-11-24T00:00:00", "project": None,
+        "team": None, "semantics": "overlap", "generated_at": "2026-11-25T12:00:00"}
+    assert report["summary"] == {
+        **figures(7, 3, 2, 5, 1, 10.0, 38.4, 92.0, 636.0, 588.0), "intents": 3}
+    # the biggest hold-up (ended + open hours) first
+    assert report["by_approver"] == [
+        {"approver": "5b10unknown", "level": None, **UNKNOWN},
+        {"approver": "dana", "level": "director", **DANA},
+        {"approver": "carol", "level": "manager", **CAROL},
+        {"approver": "alice", "level": "tech_lead", **ALICE},
+    ]
+    # the rules' order, lowest first; no level (unmapped) last
+    assert report["by_level"] == [
+        {"level": "tech_lead", **ALICE}, {"level": "manager", **CAROL},
+        {"level": "director", **DANA}, {"level": None, **UNKNOWN},
+    ]
+    assert report["by_team"] == [
+        {"team": None, **UNKNOWN},
+        {"team": "payments", **figures(6, 3, 1, 5, 1, 10.0, 38.4, 92.0, 48.0, 48.0)},
+    ]
+    assert report["by_rule"] == [
+        {"rule": None, **UNKNOWN}, {"rule": DEPLOY, **DANA}, {"rule": SPEND, **CAROL},
+        {"rule": ELSE, **ALICE},
+    ]
+    assert report["longest_waiting"] == [
+        {"key": "OPS-7", "project": "OPS", "team": None, "status": "Awaiting Approval",
+         "approver": "5b10unknown", "level": None, "waiting_hours": 588.0,
+         "suggested_decider": None, "rule": None, "flagged": False,
+         "since": "2026-11-01T00:00:00", "url": "https://jira.example.com/browse/OPS-7"},
+        {"key": "PAY-6", "project": "PAY", "team": "payments", "status": "Awaiting Approval",
+         "approver": "dana", "level": "director", "waiting_hours": 48.0,
+         "suggested_decider": "alice", "rule": DEPLOY, "flagged": True,
+         "since": "2026-11-23T12:00:00", "url": "https://jira.example.com/browse/PAY-6"},
+    ]
+    # only episodes that started inside the window: W1 W2 W3 W8 (4, 6, 10, 24 h) and W6
+    assert report["trend"] == [
+        {"week": "2026-W47", "week_start": "2026-11-16", "episodes": 4, "flagged": 2,
+         "ended": 4, "median_wait_hours": 8.0, "p90_wait_hours": 19.8},
+        {"week": "2026-W48", "week_start": "2026-11-23", "episodes": 1, "flagged": 1,
+         "ended": 0, "median_wait_hours": None, "p90_wait_hours": None},
+    ]
+    # dana.k (W3) is in the rules file now; W5's 5b10unknown is before the window
+    assert report["unmapped"] == [
+        {"jira_id": "5b10unknown", "episodes": 1, "last_seen": "2026-11-01T00:00:00"},
+        {"jira_id": "ghost.holder", "episodes": 1, "last_seen": "2026-11-19T00:00:00"},
+    ]
+
+
+def test_whole_history(report_app: Flask) -> None:
+    """No bounds: every episode but the deleted ticket's; ended 2 4 6 10 24 48 48."""
+    report = get(report_app).get_json()
+    assert report["summary"] == {
+        **figures(9, 3, 2, 7, 1, 10.0, 48.0, 142.0, 636.0, 588.0), "intents": 4}
+    assert [(r["approver"], r["episodes"]) for r in report["by_approver"]] == [
+        ("5b10unknown", 1), ("dana", 4), ("carol", 2), ("alice", 1), ("bob", 1)]
+    assert [w["week"] for w in report["trend"]] == [
+        "2026-W44", "2026-W45", "2026-W46", "2026-W47", "2026-W48"]
+    assert report["trend"][1] == {  # W45 (Nov 2-8): an empty week, filled
+        "week": "2026-W45", "week_start": "2026-11-02", "episodes": 0, "flagged": 0,
+        "ended": 0, "median_wait_hours": None, "p90_wait_hours": None}
+    assert report["unmapped"][0] == {
+        "jira_id": "5b10unknown", "episodes": 2, "last_seen": "2026-11-10T00:00:00"}
+
+
+def test_project_and_team_filters(report_app: Flask) -> None:
+    ops = get(report_app, "project=OPS").get_json()
+    assert ops["summary"] == {**UNKNOWN, "intents": 1}
+    payments = get(report_app, "team=payments").get_json()["summary"]
+    assert (payments["episodes"], payments["waiting_now"], payments["intents"]) == (8, 1, 2)
+    assert get(report_app, "project=NOPE").get_json()["summary"] == {
+        **figures(0, 0, 0, 0, 0, None, None, 0.0, 0.0, None), "intents": 0}
+
+
+def test_csv_one_row_per_approver(report_app: Flask) -> None:
+    response = get(report_app, WINDOW + "&format=csv")
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    assert rows == [
+        ["approver", "level", "episodes", "flagged", "waiting_now", "ended",
+         "ended_after_intent", "median_wait_hours", "p90_wait_hours", "total_wait_hours",
+         "open_total_hours", "open_max_hours"],
+        ["5b10unknown", "", "1", "0", "1", "0", "0", "", "", "0.0", "588.0", "588.0"],
+        ["dana", "director", "3", "3", "1", "2", "1", "17.0", "22.6", "34.0", "48.0", "48.0"],
+        ["carol", "manager", "2", "0", "0", "2", "0", "26.0", "43.6", "52.0", "0.0", ""],
+        ["alice", "tech_lead", "1", "0", "0", "1", "0", "6.0", "6.0", "6.0", "0.0", ""],
+    ]
+
+
+def test_empty_ledger(make_app: Any) -> None:
+    app = make_app(report_token="t0ken")
+    report = app.test_client().get("/reports/bottlenecks", headers=bearer("t0ken")).get_json()
+    assert report["summary"]["episodes"] == 0
+    assert report["summary"]["median_wait_hours"] is None
+    for key in ("by_approver", "by_level", "by_team", "by_rule", "longest_waiting", "trend",
+                "unmapped"):
+        assert report[key] == []
+    page = app.test_client().get("/reports/bottlenecks.html?token=t0ken")
+    assert page.status_code == 200
+    assert b"No waits in this window." in page.data

@@ -1,0 +1,221 @@
+"""``GET /reports/bottlenecks``: the bottleneck report as JSON, CSV or an HTML page with charts.
+
+Auth is a bearer ``REPORT_TOKEN``; the HTML page also takes ``?token=`` so a manager can
+bookmark it (the page then sends no referrer, so the token never leaves for Jira).
+Without a configured token the report refuses to serve at all (503): an open report
+would show who holds up which decision to anyone who finds the URL.
+"""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+import logging
+from datetime import UTC, date, datetime, time
+from typing import Any
+from urllib.parse import quote
+
+from flask import Blueprint, Response, jsonify, render_template, request
+
+from jobs.context import current_runtime
+from ledger.report import Window, bottleneck_report
+from webhooks.charts import columns, stacked_hbars
+
+bp = Blueprint("reports", __name__, template_folder="templates")
+log = logging.getLogger("leaderleader.web")
+
+FORMATS = ("json", "csv", "html")
+CSV_COLUMNS = (
+    "approver", "level", "episodes", "flagged", "waiting_now", "ended", "ended_after_intent",
+    "median_wait_hours", "p90_wait_hours", "total_wait_hours", "open_total_hours",
+    "open_max_hours",
+)
+#: the HTML page: inline styles only, no scripts, nothing fetched from anywhere
+HTML_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+MAX_FILTER_LENGTH = 128
+TREND_WEEKS_CHARTED = 52
+APPROVERS_CHARTED = 15
+
+
+class BadFilter(ValueError):
+    """A query parameter the report cannot use; the message names it and the expected form."""
+
+
+def utcnow() -> datetime:
+    """Naive UTC now: the end of every open wait's age (the tests pin it)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _error(status: int, message: str, **headers: str) -> Any:
+    return jsonify(error=message, status=status), status, headers
+
+
+def parse_instant(name: str, raw: str) -> datetime:
+    """An ISO date (midnight UTC) or datetime (naive means UTC) as naive UTC."""
+    text = raw.strip()
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), time())
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadFilter(
+            f"{name} must be an ISO date or datetime, like 2026-11-01 or "
+            f"2026-11-01T09:30:00Z (got {raw[:40]!r})"
+        ) from None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def parse_window(args: Any) -> Window:
+    """The report's filters from the query string; raises BadFilter with a clear message."""
+    bounds: dict[str, datetime | None] = {}
+    for name in ("since", "until"):
+        raw = args.get(name)
+        bounds[name] = parse_instant(name, raw) if raw not in (None, "") else None
+    since, until = bounds["since"], bounds["until"]
+    if since is not None and until is not None and since >= until:
+        raise BadFilter("since must be earlier than until")
+    names: dict[str, str | None] = {}
+    for name in ("project", "team"):
+        value = (args.get(name) or "").strip()
+        if len(value) > MAX_FILTER_LENGTH:
+            raise BadFilter(f"{name} must be at most {MAX_FILTER_LENGTH} characters")
+        names[name] = value or None
+    return Window(since=since, until=until, project=names["project"], team=names["team"])
+
+
+def parse_limit(args: Any) -> int:
+    raw = args.get("limit")
+    if raw in (None, ""):
+        return 20
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise BadFilter("limit must be a whole number from 1 to 500")
+    return int(raw)
+
+
+def _wanted_format(html_path: bool) -> str:
+    if html_path:
+        return "html"
+    given = request.args.get("format")
+    if given:
+        return given.strip().lower()
+    best = request.accept_mimetypes.best_match(["application/json", "text/html", "text/csv"])
+    return {"text/html": "html", "text/csv": "csv"}.get(best or "", "json")
+
+
+def _token_ok(expected: str, allow_query: bool) -> bool:
+    """Bearer header always; ``?token=`` only for the HTML page. Constant-time compare."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    candidates = [given.strip()] if scheme.lower() == "bearer" and given.strip() else []
+    if allow_query and request.args.get("token"):
+        candidates.append(request.args["token"])
+    return any(hmac.compare_digest(expected.encode(), c.encode()) for c in candidates)
+
+
+@bp.get("/reports/bottlenecks")
+@bp.get("/reports/bottlenecks.html", endpoint="bottlenecks_html")
+def bottlenecks() -> Any:
+    runtime = current_runtime()
+    expected = runtime.settings.report_token
+    if not expected:
+        return _error(503, "the report is disabled: REPORT_TOKEN must be set to serve it")
+    wanted = _wanted_format(request.path.endswith(".html"))
+    if not _token_ok(expected, allow_query=wanted == "html"):
+        log.warning("report.unauthorised")
+        return _error(401, "a valid REPORT_TOKEN is required (Authorization: Bearer …)",
+                      **{"WWW-Authenticate": 'Bearer realm="leaderleader report"'})
+    try:
+        if wanted not in FORMATS:
+            raise BadFilter(f"format must be one of {', '.join(FORMATS)} (got {wanted[:20]!r})")
+        window = parse_window(request.args)
+        limit = parse_limit(request.args)
+    except BadFilter as error:
+        return _error(400, str(error))
+    rules = runtime.rules.get()
+    now = utcnow()
+    with runtime.sessions() as session:
+        report = bottleneck_report(
+            session,
+            window,
+            now=now,
+            levels=rules.levels if rules else (),
+            known_jira_ids={p.jira for p in rules.people.values()} if rules else (),
+            longest=limit,
+        )
+    base = runtime.settings.jira_url
+    for row in report["longest_waiting"]:
+        row["url"] = f"{base}/browse/{quote(row['key'], safe='')}" if base else None
+    if wanted == "csv":
+        return _csv(report)
+    if wanted == "html":
+        return _html(report)
+    response = jsonify(report)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Vary"] = "Accept, Authorization"
+    return response
+
+
+def _cell(value: Any) -> Any:
+    """Blank for no value; a leading quote stops spreadsheets from running a name as a formula."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def _csv(report: dict[str, Any]) -> Response:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for row in report["by_approver"]:
+        writer.writerow([_cell(row[column]) for column in CSV_COLUMNS])
+    response = Response(buffer.getvalue(), mimetype="text/csv")
+    response.headers["Content-Disposition"] = 'attachment; filename="bottlenecks.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _caption(row: dict[str, Any]) -> str:
+    median = row["median_wait_hours"]
+    parts = [f"{row['episodes']} ep."]
+    if median is not None:
+        parts.append(f"median {median:g} h")
+    if row["waiting_now"]:
+        parts.append(f"{row['waiting_now']} open")
+    return ", ".join(parts)
+
+
+def _html(report: dict[str, Any]) -> Response:
+    by_level = stacked_hbars(
+        [(row["level"] or "(unmapped)", row["total_wait_hours"], row["open_total_hours"],
+          _caption(row)) for row in report["by_level"]],
+        css="level",
+    )
+    by_approver = stacked_hbars(
+        [(row["approver"] or "(none)", row["total_wait_hours"], row["open_total_hours"],
+          _caption(row)) for row in report["by_approver"][:APPROVERS_CHARTED]],
+        css="approver",
+    )
+    weeks = report["trend"][-TREND_WEEKS_CHARTED:]
+    trend_median = columns([(w["week"], w["median_wait_hours"]) for w in weeks],
+                           css="median", unit="h median wait")
+    trend_flagged = columns([(w["week"], float(w["flagged"])) for w in weeks],
+                            css="flagged", unit="flagged", height=120)
+    page = render_template(
+        "report_bottlenecks.html",
+        report=report,
+        charts={"level": by_level, "approver": by_approver, "median": trend_median,
+                "flagged": trend_flagged},
+        approvers_charted=APPROVERS_CHARTED,
+        weeks_charted=len(weeks),
+    )
+    return Response(page, mimetype="text/html", headers=HTML_HEADERS)

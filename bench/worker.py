@@ -1,6 +1,6 @@
-"""Worker throughput: events/s through ``process_delivery`` vs an rq no-op job.
+"""Worker throughput: deliveries/s through the inbox and ``process_delivery`` vs rq no-op jobs.
 
-Same worker class (rq's SimpleWorker), same Redis, same number of jobs. Our events are
+Same worker class (rq's SimpleWorker), same Redis, same count. Our events are
 status changes of distinct tickets into and out of approval with the approver at the
 right level, so each one parses, updates the ledger and evaluates the rules, but needs
 no comment.
@@ -19,7 +19,8 @@ from pathlib import Path
 from rq import SimpleWorker
 
 from bench.common import ROOT, embedded_redis_url, write_result
-from jobs.context import current_runtime, enqueue_delivery
+from jobs.context import current_runtime
+from jobs.inbox import accept
 from leaderleader.config import Settings
 from leaderleader.runtime import Runtime
 from webhooks.app import create_app
@@ -75,7 +76,7 @@ def run(jobs: int = 2000, rounds: int = 3) -> dict:
                 runtime.queue.enqueue(noop)
             baseline.append(jobs / _drain(runtime))
             for n, body in enumerate(_bodies(jobs)):
-                enqueue_delivery(runtime, f"bench-{round_}-{n}", body, "2026-11-20T10:00:00")
+                accept(runtime, f"bench-{round_}-{n}", body, "2026-11-20T10:00:00")
             ours.append(jobs / _drain(runtime))
             with runtime.engine.begin() as conn:  # the next round starts from an empty ledger
                 from ledger.models import Base

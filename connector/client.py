@@ -75,7 +75,7 @@ class JiraConnector:
             except JIRAError as error:
                 raise self._translate(error, "connecting") from None
             session = self._client._session
-            session.max_retry_delay = self._max_retry_delay  # type: ignore[attr-defined]
+            session.max_retry_delay = self._max_retry_delay  # type: ignore[assignment]
             session.hooks["response"].append(self._count)
         return self._client._session
 

@@ -17,6 +17,7 @@ Processing is idempotent (the ledger's unique delivery id), so a repeat is harml
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from rq import get_current_job
 
@@ -74,7 +75,7 @@ def accept(runtime: Runtime, delivery_id: str, body: str, received_at: str) -> b
     return True
 
 
-def _process(runtime: Runtime, entry: bytes, in_hand: str) -> None:
+def _process(runtime: Runtime, entry: Any, in_hand: str) -> None:
     from jobs.process import process_delivery
 
     delivery_id, received_at, body = decode(entry)
@@ -98,8 +99,8 @@ def drain_inbox(batch: int = DRAIN_BATCH) -> int:
     inbox = inbox_key(runtime)
     in_hand = f"{inbox}:hand:{job.id if job else 'inline'}"
     done = 0
-    for entry in runtime.redis.lrange(in_hand, 0, -1):
-        _process(runtime, entry, in_hand)
+    for left in runtime.redis.lrange(in_hand, 0, -1):
+        _process(runtime, left, in_hand)
         done += 1
     while done < batch:
         entry = runtime.redis.lmove(inbox, in_hand, "LEFT", "RIGHT")

@@ -32,7 +32,6 @@ from ledger.models import Delivery, Intent, Ticket
 from leaderleader.metrics import count, observe_latency
 from rules.engine import evaluate
 from rules.model import Rules
-from rules.model import Ticket as TicketView
 from webhooks.events import CommentPosted, IssueChanged, IssueDeleted, parse_event
 
 log = logging.getLogger("leaderleader.jobs")

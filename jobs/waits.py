@@ -257,5 +257,7 @@ def snapshot_ticket(data: dict[str, Any]) -> TicketView:
 
 def verdict_from_dict(data: dict[str, Any]) -> Verdict:
     known = Verdict.__dataclass_fields__
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+    values: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known
+    }
     return Verdict(**values)

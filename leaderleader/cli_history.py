@@ -76,8 +76,8 @@ def backfill(jql: str, since: str | None, page_size: int) -> None:
             issues = jira.search_issues(f"{query} ORDER BY created ASC", page_size=page_size)
             progress = run_backfill(sessions, issues, rules)
             with click.progressbar(progress, label="importing", show_pos=True,
-                                   item_show_func=lambda c: c and f"{c.waits} waits") as bar:
-                for counts in bar:
+                                   item_show_func=lambda c: f"{c.waits} waits" if c else None) as bar:
+                for counts in bar:  # noqa: B007 - the last counts are the totals
                     pass
     except JiraError as error:
         raise click.ClickException(f"Jira refused the backfill: {error}") from None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis import Redis
 from rq import Queue
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -100,7 +101,7 @@ class Runtime:
 
     @classmethod
     def build(
-        cls, settings: Settings, *, migrate: bool = True, connection: redis.Redis | None = None
+        cls, settings: Settings, *, migrate: bool = True, connection: Redis | None = None
     ) -> Runtime:
         engine = make_engine(settings.effective_database_url)
         if migrate:

@@ -10,7 +10,7 @@ import difflib
 import re
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from rules.comment import template_problem
 from rules.model import (
@@ -230,8 +230,11 @@ def _flag(loc: Located) -> FlagPolicy:
 def _comment(loc: Located) -> CommentPolicy:
     parsed = loc.parsed.comment
     intent = parsed.intent_template or DEFAULT_INTENT_TEMPLATE
-    for key, text, kind in (("intent_template", parsed.intent_template, "intent"),
-                            ("template", parsed.template, "comment")):
+    checks: tuple[tuple[str, str | None, Literal["comment", "intent"]], ...] = (
+        ("intent_template", parsed.intent_template, "intent"),
+        ("template", parsed.template, "comment"),
+    )
+    for key, text, kind in checks:
         if text is None:
             continue
         problem = template_problem(text, kind)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 
 bp = Blueprint("openapi", __name__)
 
@@ -191,5 +191,5 @@ SPEC: dict[str, Any] = {
 
 
 @bp.get("/openapi.json")
-def openapi() -> object:
+def openapi() -> Response:
     return jsonify(SPEC)

@@ -11,6 +11,7 @@ backoff) or PermanentJiraError (recorded as failed, never retried).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -23,6 +24,11 @@ from connector.errors import JiraError, PermanentJiraError, TransientJiraError
 Deployment = Literal["cloud", "server"]
 PROPERTY_KEY = "leaderleader"
 _TRANSIENT = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def anchor_for(marker: str) -> str:
+    """The marker as a wiki anchor name (letters, digits and dashes)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", marker).strip("-")
 
 
 def _retry_after(response: Any) -> float | None:
@@ -112,8 +118,15 @@ class JiraConnector:
     def deployment(self) -> Deployment:
         """Cloud or Server/Data Center, from serverInfo unless configured (DC reports Server)."""
         if self._deployment is None:
-            info = self._request("GET", "/rest/api/2/serverInfo", "reading serverInfo") or {}
-            self._deployment = "cloud" if info.get("deploymentType") == "Cloud" else "server"
+            try:
+                info = self._request("GET", "/rest/api/2/serverInfo", "reading serverInfo") or {}
+            except JiraError:
+                info = {}
+            kind = str(info.get("deploymentType") or "").lower()
+            if kind in ("cloud", "server", "datacenter"):
+                self._deployment = "cloud" if kind == "cloud" else "server"
+            else:  # no answer: the credentials tell (Cloud takes email + API token, DC a PAT)
+                self._deployment = "server" if "token_auth" in self._auth else "cloud"
         return self._deployment
 
     def mention(self, jira_id: str) -> str:
@@ -121,7 +134,12 @@ class JiraConnector:
 
     # -- comments -----------------------------------------------------------------
     def find_marked_comment(self, key: str, marker: str) -> str | None:
-        """The id of an earlier comment of ours carrying ``marker``, if Jira has one."""
+        """The id of an earlier comment of ours carrying ``marker``, if Jira has one.
+
+        Found by its comment property, or by the invisible ``{anchor}`` our comments end
+        with (for sites or proxies that drop comment properties).
+        """
+        anchor = anchor_for(marker)
         start = 0
         while True:
             page = self._request(
@@ -130,6 +148,8 @@ class JiraConnector:
             ) or {}
             comments = page.get("comments") or []
             for comment in comments:
+                if anchor in str(comment.get("body") or ""):
+                    return str(comment.get("id"))
                 for prop in comment.get("properties") or []:
                     value = prop.get("value") if isinstance(prop, dict) else None
                     if prop.get("key") == PROPERTY_KEY and isinstance(value, dict) and (
@@ -141,16 +161,26 @@ class JiraConnector:
                 return None
 
     def post_comment(self, key: str, body: str, marker: str) -> str:
-        """Post wiki markup tagged with our marker property; no automatic retry (see module doc)."""
+        """Post wiki markup tagged with our marker; no automatic retry (see module doc).
+
+        The marker goes in a comment property and, as an invisible ``{anchor}``, at the
+        end of the body. A Jira that refuses the property (400) gets the body alone.
+        """
         session = self.session
         saved = session.max_retries  # type: ignore[attr-defined]
         session.max_retries = 0  # type: ignore[attr-defined]
+        text = f"{body}\n{{anchor:{anchor_for(marker)}}}"
+        payload = {"body": text, "properties": [{"key": PROPERTY_KEY, "value": {"marker": marker}}]}
+        doing = f"posting a comment on {key}"
         try:
-            created = self._request(
-                "POST", f"/rest/api/2/issue/{key}/comment", f"posting a comment on {key}",
-                data=json.dumps({"body": body,
-                                 "properties": [{"key": PROPERTY_KEY, "value": {"marker": marker}}]}),
-            ) or {}
+            try:
+                created = self._request("POST", f"/rest/api/2/issue/{key}/comment", doing,
+                                        data=json.dumps(payload)) or {}
+            except PermanentJiraError as error:
+                if error.status != 400:
+                    raise
+                created = self._request("POST", f"/rest/api/2/issue/{key}/comment", doing,
+                                        data=json.dumps({"body": text})) or {}
         finally:
             session.max_retries = saved  # type: ignore[attr-defined]
         if "id" not in created:

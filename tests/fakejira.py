@@ -50,6 +50,11 @@ class FakeJira:
         self.deployment = deployment
         self.user = user
         self.token = token  # None: any credentials of the right kind are accepted
+        #: stand-ins for other Jiras and proxies: drop comment properties silently, refuse
+        #: them with a 400, or leave deploymentType out of serverInfo
+        self.drop_properties = False
+        self.reject_properties = False
+        self.report_deployment = True
         self.issues: dict[str, dict[str, Any]] = {}
         self._comments: dict[str, list[dict[str, Any]]] = {}
         self._ids = itertools.count(10001)
@@ -192,9 +197,12 @@ class FakeJira:
 
         @app.get("/rest/api/2/serverInfo")
         def server_info() -> Any:
-            return jsonify(baseUrl=fake.url, version="1001.0.0" if fake.deployment == "Cloud" else "9.12.0",
-                           versionNumbers=[1001, 0, 0] if fake.deployment == "Cloud" else [9, 12, 0],
-                           deploymentType=fake.deployment, buildNumber=100200, serverTitle="Fake Jira")
+            info = dict(baseUrl=fake.url, version="1001.0.0" if fake.deployment == "Cloud" else "9.12.0",
+                        versionNumbers=[1001, 0, 0] if fake.deployment == "Cloud" else [9, 12, 0],
+                        deploymentType=fake.deployment, buildNumber=100200, serverTitle="Fake Jira")
+            if not fake.report_deployment:
+                info.pop("deploymentType")
+            return jsonify(info)
 
         @app.get("/rest/api/2/myself")
         def myself() -> Any:
@@ -238,6 +246,10 @@ class FakeJira:
             data = request.get_json(silent=True)
             if not isinstance(data, dict) or not isinstance(data.get("body"), str):
                 return _error(400, "Comment body can not be empty!")
+            if fake.reject_properties and "properties" in data:
+                return _error(400, "Unrecognized field \"properties\"")
+            if fake.drop_properties:
+                data.pop("properties", None)
             now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
             comment = {"id": str(next(fake._ids)), "body": data["body"], "author": fake._user(fake.user),
                        "created": now, "updated": now, "properties": list(data.get("properties") or [])}

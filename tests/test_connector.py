@@ -189,3 +189,27 @@ def test_lost_answer_then_retry_finds_the_first_comment(make_app, fake_jira):
     row = _comment_row(app)
     assert (row.state, row.jira_comment_id) == ("posted", stored["id"])
     assert fake_jira.count("POST", r"/comment$") == 1
+
+
+def test_marker_survives_a_jira_that_drops_comment_properties(jira):
+    jira.drop_properties = True
+    client = connector(jira)
+    comment_id = client.post_comment("PAY-1", "hello", "leaderleader:flag:PAY-1:1")
+    assert jira.comments("PAY-1")[0]["properties"] == []
+    assert jira.comments("PAY-1")[0]["body"] == "hello\n{anchor:leaderleader-flag-PAY-1-1}"
+    assert client.find_marked_comment("PAY-1", "leaderleader:flag:PAY-1:1") == comment_id
+    assert client.find_marked_comment("PAY-1", "leaderleader:flag:PAY-1:2") is None
+
+
+def test_a_jira_that_refuses_properties_gets_the_body_alone(jira):
+    jira.reject_properties = True
+    client = connector(jira)
+    comment_id = client.post_comment("PAY-1", "hello", "m-1")
+    assert [c["id"] for c in jira.comments("PAY-1")] == [comment_id]
+    assert client.find_marked_comment("PAY-1", "m-1") == comment_id
+
+
+def test_deployment_inferred_from_credentials_when_server_info_is_silent(jira):
+    jira.report_deployment = False
+    expected = "cloud" if jira.deployment == "Cloud" else "server"
+    assert connector(jira).deployment == expected

@@ -21,7 +21,10 @@ def rules() -> None:
 @rules.command("check")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
-def check(file: Path, strict: bool) -> None:
+@click.option("--against-ledger", is_flag=True,
+              help="Also list people the ledger has seen waiting or holding information "
+                   "who are not in this file (reads DATABASE_URL).")
+def check(file: Path, strict: bool, against_ledger: bool) -> None:
     """Validate a rules file: every problem as FILE:LINE: message; exit 1 if any error."""
     if not file.exists():
         raise click.ClickException(f"{file}: no such file")
@@ -42,6 +45,43 @@ def check(file: Path, strict: bool) -> None:
     if result.warnings:
         summary += f", {len(result.warnings)} warning(s)"
     click.echo(summary + ")")
+    if against_ledger:
+        missing = _missing_people(result.rules)
+        for jira_id, episodes in missing:
+            click.echo(f"not in {file}: {jira_id} ({episodes} approval wait(s) in the ledger)")
+        if not missing:
+            click.echo("everyone the ledger has seen is in the file")
+
+
+def _missing_people(current: Rules) -> list[tuple[str, int]]:
+    """Jira ids recorded as unmapped in the ledger that this rules file still does not name."""
+    from sqlalchemy import select
+
+    from ledger.db import make_engine, make_sessionmaker
+    from ledger.models import ApprovalWait
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        raise click.ClickException(f"configuration: {error}") from None
+    engine = make_engine(settings.effective_database_url)
+    seen: dict[str, int] = {}
+    try:
+        with make_sessionmaker(engine)() as session:
+            for unmapped in session.scalars(
+                # unmapped waits lack a level for the approver or the holder
+                select(ApprovalWait.unmapped).where(
+                    ApprovalWait.approver_level.is_(None) | ApprovalWait.holder_level.is_(None)
+                )
+            ):
+                for jira_id in unmapped or []:
+                    if current.person_by_jira(jira_id) is None:
+                        seen[jira_id] = seen.get(jira_id, 0) + 1
+    except Exception as error:  # noqa: BLE001 - an unreachable or empty ledger, said in one line
+        raise click.ClickException(f"cannot read the ledger: {type(error).__name__}") from None
+    finally:
+        engine.dispose()
+    return sorted(seen.items(), key=lambda item: (-item[1], item[0]))
 
 
 def describe(verdict: Verdict, rules: Rules, ticket: Ticket) -> list[str]:

@@ -181,3 +181,22 @@ def test_load_rules_raises_with_every_problem():
         load_rules_text(edit("version: 1", "version: 3").replace("tolerance: 0", "tolerance: x"),
                         "r.yaml")
     assert [p.line for p in caught.value.problems] == [1, 20]
+
+
+def test_rules_check_against_the_ledger_lists_missing_people(make_app, database_url, tmp_path):
+    from tests.conftest import fixture_body, post_webhook, run_worker
+
+    app = make_app()
+    post_webhook(app, fixture_body("issue_updated__cloud_unmapped_approver"))
+    run_worker(app)
+    env = {"DATABASE_URL": database_url}
+    result = CliRunner().invoke(main, ["rules", "check", str(EXAMPLE_RULES), "--against-ledger"], env=env)
+    assert result.exit_code == 0, result.output
+    assert (f"not in {EXAMPLE_RULES}: 712020:0a1b2c3d-4e5f-6789-abcd-ef0123456789 "
+            "(1 approval wait(s) in the ledger)") in result.output
+    fixed = tmp_path / "rules.yaml"
+    fixed.write_text(EXAMPLE_RULES.read_text().replace(
+        "people:\n", "people:\n  sam: {jira: \"712020:0a1b2c3d-4e5f-6789-abcd-ef0123456789\", "
+                     "name: Sam, level: manager, reports_to: dana}\n", 1))
+    result = CliRunner().invoke(main, ["rules", "check", str(fixed), "--against-ledger"], env=env)
+    assert "everyone the ledger has seen is in the file" in result.output

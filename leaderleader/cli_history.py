@@ -7,25 +7,8 @@ from datetime import UTC, datetime
 
 import click
 
-from leaderleader.config import ConfigError, Settings
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as error:
-        raise click.ClickException(f"configuration: {error}") from None
-
-
-def _rules(settings: Settings):  # type: ignore[no-untyped-def]
-    from rules.loader import RulesError, load_rules
-
-    try:
-        return load_rules(settings.rules_file)
-    except RulesError as error:
-        raise click.ClickException(f"the rules file is invalid:\n{error}") from None
-    except OSError as error:
-        raise click.ClickException(f"{settings.rules_file}: {error.strerror}") from None
+from leaderleader.cli_rules import rules_or_exit, settings_or_exit
+from leaderleader.config import Settings
 
 
 @contextmanager
@@ -47,12 +30,12 @@ def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
 @click.option("--page-size", default=100, show_default=True, type=click.IntRange(1, 1000))
 def backfill(jql: str, since: str | None, page_size: int) -> None:
     """Import approval history from Jira into the ledger. Posts nothing; safe to re-run."""
-    from connector.client import JiraConnector
     from connector.errors import JiraError
+    from leaderleader.runtime import jira_connector
     from jobs.history import backfill as run_backfill
     from jobs.history import parse_since, since_clause
 
-    settings = _settings()
+    settings = settings_or_exit()
     if not settings.jira_url:
         raise click.ClickException("backfill needs JIRA_URL (and credentials) to read from Jira")
     if since is not None:
@@ -60,16 +43,10 @@ def backfill(jql: str, since: str | None, page_size: int) -> None:
             parse_since(since)
         except ValueError as error:
             raise click.ClickException(str(error)) from None
-    rules = _rules(settings)
+    rules = rules_or_exit(settings)
     clause = since_clause(since)
     query = f"({jql}) AND {clause}" if clause else jql
-    jira = JiraConnector(
-        settings.jira_url,
-        user=settings.jira_user,
-        api_token=settings.jira_api_token,
-        pat=settings.jira_pat,
-        deployment=settings.jira_deployment,  # type: ignore[arg-type]
-    )
+    jira = jira_connector(settings)
     counts = None
     try:
         with _sessions(settings) as sessions:
@@ -99,14 +76,14 @@ def simulate(since: str | None, show_all: bool) -> None:
     from jobs.history import parse_since
     from jobs.history import simulate as replay
 
-    settings = _settings()
+    settings = settings_or_exit()
     start = None
     if since is not None:
         try:
             start = datetime.now(UTC).replace(tzinfo=None) - parse_since(since)
         except ValueError as error:
             raise click.ClickException(str(error)) from None
-    rules = _rules(settings)
+    rules = rules_or_exit(settings)
     with _sessions(settings) as sessions, sessions() as session:
         replayed = replay(session, rules, start)
     flagged = [r for r in replayed if r.verdict.flagged]

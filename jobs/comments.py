@@ -100,7 +100,7 @@ def _post_locked(comment_id: int) -> str:
             comment.state = "dry_run"
             comment.posted_at = _now()
             session.commit()
-            log.info("comment.dry_run", extra=extra)
+            log.info("comment.dry_run", extra={**extra, "body": comment.body})
             return "dry_run"
         session.commit()
         jira = runtime.jira()

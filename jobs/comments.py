@@ -105,7 +105,13 @@ def _post_locked(comment_id: int) -> str:
         session.commit()
         jira = runtime.jira()
         try:
-            jira_id = jira.find_marked_comment(wait.issue_key, comment.marker)
+            try:
+                jira_id = jira.find_marked_comment(wait.issue_key, comment.marker)
+            except PermanentJiraError as error:
+                # Cannot list comments (a proxy or a restricted account): the POST below
+                # still gives Jira's authoritative answer for this ticket.
+                log.warning("comment.lookup_failed", extra={**extra, "reason": str(error)})
+                jira_id = None
             if jira_id is None:
                 jira_id = jira.post_comment(wait.issue_key, comment.body, comment.marker)
             else:

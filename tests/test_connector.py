@@ -213,3 +213,12 @@ def test_deployment_inferred_from_credentials_when_server_info_is_silent(jira):
     jira.report_deployment = False
     expected = "cloud" if jira.deployment == "Cloud" else "server"
     assert connector(jira).deployment == expected
+
+
+def test_a_jira_that_cannot_list_comments_still_gets_the_comment(make_app, fake_jira):
+    app = _app(make_app, fake_jira)
+    fake_jira.fail_next("GET", r"/comment$", 403, times=5)
+    post_webhook(app, fixture_body(DEPLOY))
+    run_worker(app)
+    assert len(fake_jira.comments("PAY-101")) == 1
+    assert _comment_row(app).state == "posted"

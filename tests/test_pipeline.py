@@ -195,3 +195,20 @@ def test_changes_without_a_status_move_open_no_wait(make_app):
         assert post_webhook(app, fixture_body(name)).status_code == 202
     run_worker(app)
     assert waits(app) == []
+
+
+def test_the_whole_comment_a_user_sees(make_app):
+    from pathlib import Path
+
+    from jobs.comments import proceed_on
+    from leaderleader.config import EXAMPLE_RULES
+    from rules.loader import load_rules
+
+    app = make_app()
+    post_webhook(app, fixture_body(DEPLOY))
+    run_worker(app)
+    [comment] = comments(app)
+    [wait] = waits(app)
+    expected = (Path(__file__).parent / "fixtures" / "comments" / f"{DEPLOY}.txt").read_text()
+    date = proceed_on(wait.started_at, load_rules(EXAMPLE_RULES)).isoformat()
+    assert comment.body + "\n" == expected.replace("{proceed_on}", date)

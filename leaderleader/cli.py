@@ -6,6 +6,7 @@ import functools
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -59,15 +60,29 @@ def serve(host: str, port: int, worker: bool) -> None:
     if redis_url is None:  # the embedded Redis: hand its socket to the worker
         redis_url = "unix://" + runtime.redis.socket_file  # type: ignore[attr-defined]
     app = create_app(runtime=runtime)
-    child = _start_worker_process(redis_url) if worker else None
     mode = "dry-run" if runtime.dry_run() else f"posting to {settings.jira_url}"
     click.echo(f"leaderleader on http://{host}:{port} ({mode}; rules {settings.rules_file})")
+    stop = threading.Event()
+    keeper = threading.Thread(target=_keep_worker, args=(redis_url, stop), daemon=True)
+    if worker:
+        keeper.start()
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
-        if child is not None:
-            child.terminate()
-            child.wait(timeout=10)
+        stop.set()
+        if worker:
+            keeper.join(timeout=15)
+
+
+def _keep_worker(redis_url: str, stop: threading.Event) -> None:
+    """Run the worker beside the web server, restarting it if it ever exits."""
+    child = _start_worker_process(redis_url)
+    while not stop.wait(2):
+        if child.poll() is not None:
+            click.echo(f"worker exited ({child.returncode}); starting another", err=True)
+            child = _start_worker_process(redis_url)
+    child.terminate()
+    child.wait(timeout=10)
 
 
 @main.command()

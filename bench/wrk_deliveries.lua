@@ -20,6 +20,6 @@ end
 
 function request()
   counter = counter + 1
-  wrk.headers["X-Atlassian-Webhook-Identifier"] = string.format("bench-%s-%d-%d", args_run or "r", thread_id, counter)
+  wrk.headers["X-Atlassian-Webhook-Identifier"] = string.format("bench-%d-%d", thread_id, counter)
   return wrk.format()
 end

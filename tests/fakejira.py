@@ -61,6 +61,7 @@ class FakeJira:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
+        self.posted_at: dict[str, float] = {}  # comment id -> when it was stored (epoch s)
         self.url = ""
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -253,6 +254,7 @@ class FakeJira:
             now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
             comment = {"id": str(next(fake._ids)), "body": data["body"], "author": fake._user(fake.user),
                        "created": now, "updated": now, "properties": list(data.get("properties") or [])}
+            fake.posted_at[comment["id"]] = time.time()
             with fake._lock:
                 fake._comments[key].append(comment)
             return jsonify({k: v for k, v in comment.items() if k != "properties"}), 201

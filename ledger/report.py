@@ -35,7 +35,19 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, String, and_, case, cast, extract, func, literal, or_, select
+from sqlalchemy import (
+    DateTime,
+    String,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -189,18 +201,34 @@ def _figures(row: Any) -> Figures:
     )
 
 
-def breakdown(
-    session: Session, window: Window, keys: Sequence[Any], now: datetime
-) -> list[tuple[tuple[Any, ...], Figures]]:
-    """Figures per value of ``keys`` (no keys: one row), grouped and ranked in PostgreSQL."""
-    query = select(*keys, *_aggregates(_Sql(session), now)).where(*window_conditions(window))
-    if keys:
-        query = query.group_by(*keys)
-    return [
-        (tuple(row[: len(keys)]), _figures(row))
-        for row in session.execute(query)
-        if row.episodes  # an aggregate over no rows at all (no GROUP BY) says 0
-    ]
+#: GROUPING(approver, approver_level, team, decision_rule) of each breakdown's rows:
+#: a bit is set for every column the row is *not* grouped by.
+_GROUPING_BITS = {"summary": 0b1111, "by_approver": 0b0011, "by_level": 0b1011,
+                  "by_team": 0b1101, "by_rule": 0b1110}
+
+
+def breakdowns_postgres(
+    session: Session, window: Window, now: datetime
+) -> dict[str, list[tuple[tuple[Any, ...], Figures]]]:
+    """Every breakdown in one scan: PostgreSQL's GROUPING SETS, percentiles included."""
+    columns = (W.approver, W.approver_level, W.team, W.decision_rule)
+    sets = [tuple_(*keys) if keys else tuple_() for keys in DIMENSIONS.values()]
+    query = (
+        select(*columns, func.grouping(*columns).label("grouping"),
+               *_aggregates(_Sql(session), now))
+        .where(*window_conditions(window))
+        .group_by(func.grouping_sets(*sets))
+    )
+    position = {column.key: index for index, column in enumerate(columns)}
+    by_bits = {bits: name for name, bits in _GROUPING_BITS.items()}
+    found: dict[str, list[tuple[tuple[Any, ...], Figures]]] = {name: [] for name in DIMENSIONS}
+    for row in session.execute(query):
+        name = by_bits.get(row.grouping)
+        if name is None or not row.episodes:
+            continue
+        key = tuple(row[position[column.key]] for column in DIMENSIONS[name])
+        found[name].append((key, _figures(row)))
+    return found
 
 
 def weekly(session: Session, window: Window, now: datetime) -> dict[date, Figures]:
@@ -321,7 +349,7 @@ def bottleneck_report(
         longest: how many open waits ``longest_waiting`` lists.
     """
     if _Sql(session).postgres:
-        found = {name: breakdown(session, window, keys, now) for name, keys in DIMENSIONS.items()}
+        found = breakdowns_postgres(session, window, now)
         weeks = weekly(session, window, now)
     else:  # no percentile_cont: one narrow scan folded in Python (see ledger.report_sqlite)
         from ledger.report_sqlite import single_pass

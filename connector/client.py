@@ -20,6 +20,7 @@ from jira import JIRA
 from jira.exceptions import JIRAError
 
 from connector.errors import JiraError, PermanentJiraError, TransientJiraError
+from rules.comment import mention
 
 Deployment = Literal["cloud", "server"]
 PROPERTY_KEY = "leaderleader"
@@ -130,7 +131,7 @@ class JiraConnector:
         return self._deployment
 
     def mention(self, jira_id: str) -> str:
-        return f"[~accountid:{jira_id}]" if self.deployment == "cloud" else f"[~{jira_id}]"
+        return mention(jira_id, self.deployment)
 
     # -- comments -----------------------------------------------------------------
     def find_marked_comment(self, key: str, marker: str) -> str | None:

@@ -143,4 +143,4 @@ class Runtime:
         """How to mention people: from Jira when configured, else guessed from the rules' ids."""
         if self.settings.jira_url:
             return self.jira().deployment
-        return self.settings.jira_deployment or "cloud"
+        return self.settings.jira_deployment or "auto"

@@ -25,7 +25,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from rules.model import Rules, Ticket, Verdict
 
-MentionStyle = Literal["cloud", "server"]
+MentionStyle = Literal["cloud", "server", "auto"]
 
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 _MARKUP = re.compile(r"([\\\[\]{}|*_+^~\-#!?@])")
@@ -73,7 +73,14 @@ def escape_key(key: str) -> str:
     return key if _KEY.match(key or "") else escape_wiki(key)
 
 
+#: A Cloud accountId: 24 letters and digits (older accounts) or ``NNNNNN:uuid`` (newer ones).
+_ACCOUNT_ID = re.compile(r"^(?:[0-9a-z]{24}|[0-9]+:[0-9a-f-]{36})$", re.IGNORECASE)
+
+
 def mention(jira_id: str, style: MentionStyle) -> str:
+    """Cloud mentions by accountId, Server/DC by username; ``auto`` (no Jira to ask) goes by the id's shape."""
+    if style == "auto":
+        style = "cloud" if _ACCOUNT_ID.match(jira_id) else "server"
     return f"[~accountid:{jira_id}]" if style == "cloud" else f"[~{jira_id}]"
 
 

@@ -196,3 +196,14 @@ def test_never_suggests_someone_above_the_approver():
                                      assignee_before_approval="j-ann"))
     assert verdict.decider is None and not verdict.flagged
     assert verdict.reasons[-1].startswith("Nobody up reports_to from Ann (ann -> vic) reaches l1")
+
+
+def test_without_a_jira_to_ask_mentions_follow_the_shape_of_the_id():
+    """Dry-run with no Jira: accountIds are mentioned the Cloud way, usernames the Server way."""
+    from rules.comment import mention
+
+    assert mention(BOB, "auto") == f"[~accountid:{BOB}]"
+    assert mention("712020:0a1b2c3d-4e5f-6789-abcd-ef0123456789", "auto") == (
+        "[~accountid:712020:0a1b2c3d-4e5f-6789-abcd-ef0123456789]")
+    assert mention(CAROL, "auto") == f"[~{CAROL}]"
+    assert mention(CAROL, "cloud") == f"[~accountid:{CAROL}]"

@@ -389,4 +389,3 @@ def test_rules_explain_without_jira_or_a_ledger_says_so(tmp_path):
         "Error: cannot read PAY-1 from the ledger (OperationalError); set JIRA_URL to fetch it "
         "from Jira"
     )
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +12,10 @@ from leaderleader.config import ConfigError, Settings
 from rules.engine import evaluate
 from rules.loader import RulesError, check_rules, load_rules
 from rules.model import Rules, Ticket, Verdict
+
+
+#: a Jira issue key (PROJECT-123) or issue id; anything else is refused before it reaches a URL
+_ISSUE_KEY = re.compile(r"^(?:[A-Z][A-Z0-9_]*-[0-9]+|[0-9]+)$")
 
 
 def settings_or_exit() -> Settings:
@@ -45,7 +50,10 @@ def check(file: Path, strict: bool, against_ledger: bool) -> None:
     """Validate a rules file: every problem as FILE:LINE: message; exit 1 if any error."""
     if not file.exists():
         raise click.ClickException(f"{file}: no such file")
-    result = check_rules(file)
+    try:
+        result = check_rules(file)
+    except OSError as error:
+        raise click.ClickException(f"{file}: cannot read the file ({error.strerror})") from None
     for problem in result.errors:
         click.echo(f"{problem}", err=True)
     for problem in result.warnings:
@@ -149,6 +157,7 @@ def _ticket_from_jira(settings: Settings, rules_: Rules, key: str) -> Ticket:
 
 def _ticket_from_ledger(settings: Settings, key: str) -> Ticket | None:
     from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
 
     from jobs.waits import snapshot_ticket
     from ledger.db import make_engine, make_sessionmaker
@@ -164,6 +173,11 @@ def _ticket_from_ledger(settings: Settings, key: str) -> Ticket | None:
                 .limit(1)
             )
             return snapshot_ticket(wait.ticket_snapshot) if wait else None
+    except SQLAlchemyError as error:  # no ledger yet, or one that cannot be reached
+        raise click.ClickException(
+            f"cannot read {key} from the ledger ({type(error).__name__}); "
+            "set JIRA_URL to fetch it from Jira"
+        ) from None
     finally:
         engine.dispose()
 
@@ -177,8 +191,10 @@ def explain(key: str, rules_file: Path | None) -> None:
     settings = settings_or_exit()
     if rules_file is not None:
         settings = replace(settings, rules_file=rules_file)
+    given, key = key, key.strip().upper()
+    if not _ISSUE_KEY.match(key):
+        raise click.ClickException(f"'{given}' is not an issue key (write it like PAY-123)")
     current = rules_or_exit(settings)
-    key = key.strip().upper()
     if settings.jira_url:
         ticket = _ticket_from_jira(settings, current, key)
         origin = f"from {settings.jira_url}"

@@ -26,7 +26,7 @@ from rules.model import (
     Team,
     WaitingForApproval,
 )
-from rules.schema import DecisionIn, RulesIn
+from rules.schema import RulesIn
 
 _DURATION = re.compile(r"^(?:(\d+)w)?\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?$")
 _CONDITION_KEYS = ("equals", "in", "gte", "gt", "lte", "lt")
@@ -49,9 +49,12 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
 class Located:
     """A parsed rules file plus the lines of its parts, collecting problems."""
 
-    def __init__(self, parsed: RulesIn, line: Callable[..., int]) -> None:
+    def __init__(self, parsed: RulesIn, line: Callable[..., int],
+                 dropped: set[tuple[Any, ...]] | None = None) -> None:
         self.parsed = parsed
         self.line = line
+        #: paths already reported as wrong and taken out: checked no further
+        self.dropped = dropped or set()
         self.errors: list[tuple[int, str]] = []
         self.warnings: list[tuple[int, str]] = []
 
@@ -60,6 +63,10 @@ class Located:
 
     def warn(self, path: tuple[Any, ...], message: str, value: bool = False) -> None:
         self.warnings.append((self.line(path, value=value), message))
+
+    def broken(self, *path: Any) -> bool:
+        """Was this part (or anything inside it) reported as wrong and taken out?"""
+        return any(d[: len(path)] == path for d in self.dropped)
 
 
 def _check_levels(loc: Located) -> None:
@@ -89,10 +96,12 @@ def _check_people(loc: Located) -> None:
         problem = _level_problem(loc, person.level)
         if problem:
             loc.error(base + ("level",), f"people.{handle}.level: {problem}")
-        if person.reports_to is not None and person.reports_to not in people:
+        if (person.reports_to is not None and person.reports_to not in people
+                and not loc.broken("people", person.reports_to)):
             loc.error(base + ("reports_to",), f"people.{handle}.reports_to: nobody called "
                       f"'{person.reports_to}' in people{_suggest(person.reports_to, people)}")
-        if person.team is not None and person.team not in loc.parsed.teams:
+        if (person.team is not None and person.team not in loc.parsed.teams
+                and not loc.broken("teams", person.team)):
             loc.error(base + ("team",), f"people.{handle}.team: no team called '{person.team}' "
                       f"in teams{_suggest(person.team, loc.parsed.teams)}")
         if person.jira in owners:
@@ -122,7 +131,8 @@ def _check_reporting(loc: Located) -> None:
         if person.level not in levels:
             continue
         boss = people.get(person.reports_to) if person.reports_to else None
-        if boss is None and levels.index(person.level) < len(levels) - 1:
+        if (person.reports_to is None and not loc.broken("people", handle, "reports_to")
+                and levels.index(person.level) < len(levels) - 1):
             loc.warn(("people", handle), f"people.{handle} is not at the top level and reports to "
                      "nobody: a decision above their level cannot be routed from them")
         elif boss is not None and boss.level in levels and (
@@ -134,9 +144,11 @@ def _check_reporting(loc: Located) -> None:
 
 def _check_teams(loc: Located) -> None:
     for name, team in loc.parsed.teams.items():
-        if team.lead is None:
+        if team.lead is None and not loc.broken("teams", name, "lead"):
             loc.warn(("teams", name), f"teams.{name} has no lead: it cannot hold information")
-        elif team.lead not in loc.parsed.people:
+        elif team.lead is not None and team.lead not in loc.parsed.people and not loc.broken(
+            "people", team.lead
+        ):
             loc.error(("teams", name, "lead"), f"teams.{name}.lead: nobody called '{team.lead}' "
                       f"in people{_suggest(team.lead, loc.parsed.people)}")
 
@@ -150,12 +162,22 @@ def _conditions(loc: Located, index: int, fields: dict[str, Any]) -> tuple[Field
             spec = {"in": spec}
         elif not isinstance(spec, dict):
             spec = {"equals": spec}
+        if not any(spec.get(k) is not None for k in _CONDITION_KEYS):
+            if not [k for k in spec if k not in _CONDITION_KEYS]:
+                loc.error(path, f"{where}: nothing to compare with (give a value, a list, or "
+                          f"conditions: {', '.join(_CONDITION_KEYS)})", value=False)
+        for value in [spec.get("equals")] + list(spec.get("in") or []):
+            if isinstance(value, bool):
+                word = "yes" if value else "no"
+                loc.warn(path, f"{where}: {_yes_no(value)} is a YAML yes/no value, which no Jira "
+                         f"field holds; quote it (\"{word}\") to match the text")
+                break
         unknown = [k for k in spec if k not in _CONDITION_KEYS]
         for key in unknown:
             loc.error(path + (key,), f"{where}: unknown condition '{key}' (conditions: "
                       f"{', '.join(_CONDITION_KEYS)}){_suggest(str(key), _CONDITION_KEYS)}",
                       value=False)
-        bounds = {}
+        bounds: dict[str, float] = {}
         for key in ("gte", "gt", "lte", "lt"):
             if key in spec:
                 value = spec[key]
@@ -163,6 +185,9 @@ def _conditions(loc: Located, index: int, fields: dict[str, Any]) -> tuple[Field
                     loc.error(path + (key,), f"{where}.{key}: must be a number, not {value!r}")
                 else:
                     bounds[key] = float(value)
+        empty = _empty_range(bounds)
+        if empty:
+            loc.warn(path, f"{where}: no number is {empty}: this rule can never match")
         members = spec.get("in")
         if members is not None and not isinstance(members, list):
             loc.error(path + ("in",), f"{where}.in: must be a list")
@@ -176,31 +201,46 @@ def _conditions(loc: Located, index: int, fields: dict[str, Any]) -> tuple[Field
     return tuple(out)
 
 
-def _is_catch_all(decision: DecisionIn) -> bool:
-    m = decision.match
-    return not (m.issue_types or m.labels or m.components or m.projects or m.priorities or m.fields)
+def _yes_no(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _empty_range(bounds: dict[str, float]) -> str | None:
+    """'gte 100 and lt 10' when no number lies within the bounds, else None."""
+    lows = [(k, v) for k, v in bounds.items() if k in ("gte", "gt")]
+    highs = [(k, v) for k, v in bounds.items() if k in ("lte", "lt")]
+    for low_key, low in lows:
+        for high_key, high in highs:
+            if low > high or (low == high and (low_key == "gt" or high_key == "lt")):
+                return f"{low_key} {low:g} and {high_key} {high:g}"
+    return None
+
+
+def _covers(earlier: Match, later: Match) -> bool:
+    """Does every ticket the later match accepts also match the earlier one?"""
+    for name in ("issue_types", "labels", "components", "projects", "priorities"):
+        wide = {v.strip().lower() for v in getattr(earlier, name)}
+        narrow = {v.strip().lower() for v in getattr(later, name)}
+        if wide and not (narrow and narrow <= wide):
+            return False
+    return all(condition in later.fields for condition in earlier.fields)
 
 
 def _decisions(loc: Located) -> tuple[DecisionRule, ...]:
-    rules = []
+    rules: list[DecisionRule] = []
+    sound: list[DecisionRule] = []  # rules without a reported problem: they can shadow others
     names: dict[str, int] = {}
-    catch_all: str | None = None
     for index, decision in enumerate(loc.parsed.decisions):
         path = ("decisions", index)
         if decision.decided_at != INFORMATION:
             problem = _level_problem(loc, decision.decided_at, INFORMATION)
             if problem:
                 loc.error(path + ("decided_at",), f"decisions[{index}].decided_at: {problem}")
-        if catch_all is not None:
-            loc.warn(path, f"decision '{decision.name}' can never match: "
-                     f"'{catch_all}' above it matches every ticket")
         if decision.name in names:
             loc.warn(path + ("name",), f"two decision rules are called '{decision.name}'")
         names[decision.name] = index
-        if _is_catch_all(decision) and catch_all is None:
-            catch_all = decision.name
         m = decision.match
-        rules.append(DecisionRule(
+        rule = DecisionRule(
             name=decision.name,
             decided_at=decision.decided_at,
             match=Match(
@@ -209,7 +249,16 @@ def _decisions(loc: Located) -> tuple[DecisionRule, ...]:
                 priorities=tuple(m.priorities), fields=_conditions(loc, index, m.fields),
             ),
             line=loc.line(path),
-        ))
+        )
+        rules.append(rule)
+        if loc.broken(*path):
+            continue
+        earlier = next((r for r in sound if _covers(r.match, rule.match)), None)
+        if earlier is not None:
+            every = "every ticket" if earlier.match == Match() else "every ticket it would"
+            loc.warn(path, f"decision '{decision.name}' can never match: "
+                     f"'{earlier.name}' above it matches {every}")
+        sound.append(rule)
     if not rules:
         loc.warn(("decisions",) if loc.parsed.decisions is not None else (),
                  "no decision rules: nothing will ever be flagged")
@@ -221,7 +270,11 @@ def _flag(loc: Located) -> FlagPolicy:
     raw = loc.parsed.flag.remind_after
     if raw is not None:
         remind = parse_duration(raw)
-        if remind is None:
+        if remind == timedelta(0) or raw.strip() == "0":
+            remind = None
+            loc.error(("flag", "remind_after"), f"flag.remind_after: '{raw}' is no time at all; "
+                      "leave remind_after out for no reminder")
+        elif remind is None:
             loc.error(("flag", "remind_after"), f"flag.remind_after: '{raw}' is not a duration "
                       "(write it like 2d, 36h, 90m, 1w or 1d12h)")
     return FlagPolicy(tolerance=loc.parsed.flag.tolerance, remind_after=remind)
@@ -249,14 +302,16 @@ def _comment(loc: Located) -> CommentPolicy:
 
 def build_rules(loc: Located, *, source: str, digest: str) -> Rules:
     parsed = loc.parsed
-    if parsed.version != 1:
+    if parsed.version != 1 and not loc.broken("version"):
         loc.error(("version",), f"version: unsupported version {parsed.version} "
                   "(this leaderleader reads version 1)")
     _check_levels(loc)
     _check_people(loc)
     _check_teams(loc)
     waiting = parsed.waiting_for_approval
-    if not waiting.statuses and not waiting.approver_field:
+    if not waiting.statuses and not waiting.approver_field and not loc.broken(
+        "waiting_for_approval"
+    ):
         loc.error(("waiting_for_approval",), "waiting_for_approval: name the statuses that mean "
                   "'waiting for approval', or an approver_field, or both", value=False)
     decisions = _decisions(loc)

@@ -10,7 +10,7 @@ undefined names as errors. Context of ``comment.template``:
 - ``rule``, ``decision_level``, ``tolerance``, ``reasons`` (list of escaped sentences)
 - ``intent`` (the rendered intent template), ``proceed_on`` (ISO date), ``reminder`` (bool)
 
-The intent template sees ``proceed_on``, ``ticket``, ``decider`` and ``decision_level``.
+The intent template sees the same names except ``intent`` (it is rendered first).
 Anything that comes from Jira is escaped so it cannot add markup, links or mentions.
 """
 
@@ -95,27 +95,42 @@ def _person(rules: Rules, handle: str | None, style: MentionStyle) -> dict[str, 
             "mention": mention(person.jira, style)}
 
 
-def _sample_context() -> dict[str, Any]:
+def _sample_context(kind: Literal["comment", "intent"]) -> dict[str, Any]:
     person = {"handle": "sam", "name": "Sam", "level": "engineer", "mention": "[~sam]"}
-    return {
+    context: dict[str, Any] = {
         "ticket": {"key": "ABC-1", "summary": "sample", "status": "Awaiting Approval"},
         "approver": person, "holder": person, "decider": person, "rule": "sample rule",
         "decision_level": "engineer", "tolerance": 0, "reasons": ["a reason"],
-        "intent": "I intend to ...", "proceed_on": "2026-01-05", "reminder": False,
+        "proceed_on": "2026-01-05", "reminder": False,
     }
+    if kind == "comment":  # the intent template is rendered first, into the comment's context
+        context["intent"] = "I intend to ..."
+    return context
+
+
+def _template_line(error: BaseException) -> int:
+    """The template line a render error happened on (Jinja2 puts it in the traceback)."""
+    line, tb = 1, error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 def template_problem(text: str, kind: Literal["comment", "intent"]) -> tuple[int, str] | None:
     """(line within the template, message) if it does not compile or render on a sample."""
+    context = _sample_context(kind)
     try:
-        _ENV.from_string(text).render(_sample_context())
+        _ENV.from_string(text).render(context)
     except TemplateSyntaxError as error:
         return (error.lineno or 1), f"template syntax error: {error.message}"
     except UndefinedError as error:
-        names = ", ".join(sorted(_sample_context()))
-        return 1, f"{error.message} (a {kind} template can use: {names})"
+        names = ", ".join(sorted(context))
+        return _template_line(error), f"{error.message} (a{'n' if kind == 'intent' else ''} " \
+                                      f"{kind} template can use: {names})"
     except TemplateError as error:
-        return 1, f"template error: {error}"
+        return _template_line(error), f"template error: {error}"
     return None
 
 

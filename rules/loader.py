@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from rules.checks import Located, build_rules
-from rules.model import Rules
+from rules.model import INFORMATION, Rules
 from rules.schema import RulesIn, known_keys, model_at
 
 
@@ -45,18 +45,31 @@ class CheckResult:
     warnings: list[Problem] = field(default_factory=list)
 
 
+def _key_of(node: yaml.Node) -> Any:
+    """A mapping key as YAML reads it (``null`` is None, ``1`` is 1), so paths match pydantic's."""
+    if isinstance(node, yaml.ScalarNode):
+        try:
+            return yaml.SafeLoader("").construct_object(node)
+        except yaml.YAMLError:
+            return node.value
+    return node.value if isinstance(node.value, str) else id(node)
+
+
 def _walk(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int],
           problems: list[tuple[int, str]]) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
+        seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            key = key_node.value
+            key = _key_of(key_node)
+            line = key_node.start_mark.line + 1
             if key in seen:
-                problems.append((key_node.start_mark.line + 1, f"duplicate key '{key}'"))
-            seen.add(key)
-            lines[path + (key,)] = key_node.start_mark.line + 1
-            lines[path + (key, "<value>")] = value_node.start_mark.line + 1
+                where = f"{_dotted(path)}: " if path else ""
+                problems.append((line, f"{where}'{key}' is defined twice (first on line {seen[key]})"))
+            seen.setdefault(key, line)
+            for name in {key, str(key)}:  # pydantic names a key that is not text by its str()
+                lines[path + (name,)] = line
+                lines[path + (name, "<value>")] = value_node.start_mark.line + 1
             _walk(value_node, path + (key,), lines, problems)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
@@ -85,11 +98,36 @@ class _Lines:
         return self.lines.get(path, 1)
 
 
-def _schema_problems(error: ValidationError, data: Any, line: _Lines) -> list[tuple[int, str]]:
+def _show(value: Any) -> str:
+    """A value as the rules file's author wrote it (YAML words, not Python's)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+_EXPECTED = {
+    "string_type": "text", "int_type": "a whole number", "int_parsing": "a whole number",
+    "int_from_float": "a whole number", "bool_type": "true or false",
+    "bool_parsing": "true or false", "list_type": "a list, like [a, b]",
+    "dict_type": "a mapping of key: value", "model_type": "a mapping of key: value",
+    "model_attributes_type": "a mapping of key: value",
+}
+
+
+def _schema_problems(details: list[Any], line: _Lines) -> list[tuple[int, str]]:
     found = []
-    for detail in error.errors():
+    for detail in details:
         path = tuple(detail["loc"])
         kind = detail["type"]
+        value = detail.get("input")
         if kind == "extra_forbidden":
             parent, key = path[:-1], path[-1]
             model = model_at(parent)
@@ -107,6 +145,18 @@ def _schema_problems(error: ValidationError, data: Any, line: _Lines) -> list[tu
             parent, key = path[:-1], path[-1]
             where = f" in {_dotted(parent)}" if parent else ""
             found.append((line(parent), f"missing required key '{key}'{where}"))
+        elif path and path[-1] == "[key]":
+            parent = path[:-2]
+            found.append((line(path[:-1]), f"{_dotted(parent)}: the key {_show(value)} is not "
+                                           f"text; quote it if you mean the text ('{_show(value)}')"))
+        elif kind in _EXPECTED and value is None:
+            found.append((line(path, value=True),
+                          f"{_dotted(path)}: has no value (expected {_EXPECTED[kind]})"))
+        elif kind in _EXPECTED:
+            found.append((line(path, value=True),
+                          f"{_dotted(path)}: must be {_EXPECTED[kind]}, not {_show(value)}"))
+        elif kind == "too_short" and not value:
+            found.append((line(path, value=True), f"{_dotted(path)}: must not be empty"))
         else:
             message = detail["msg"]
             message = message[0].lower() + message[1:]
@@ -114,25 +164,63 @@ def _schema_problems(error: ValidationError, data: Any, line: _Lines) -> list[tu
     return found
 
 
-def _drop_offenders(data: Any, error: ValidationError) -> bool:
-    """Remove keys whose value is wrong or unknown (defaults take their place); False if stuck."""
-    dropped = False
-    for detail in error.errors():
+def _placeholder_decision(index: int) -> dict[str, Any]:
+    return {"name": f"decisions[{index}]", "decided_at": INFORMATION}
+
+
+def _repair(data: dict[str, Any], details: list[Any], dropped: set[tuple[Any, ...]]) -> bool:
+    """Take out what is wrong (remembering where) so the rest can still be checked.
+
+    A wrong value is removed (its default takes its place); a person or team missing a
+    required key is removed whole; a broken decision rule becomes a placeholder so the
+    others keep their numbers. The checks of meaning stay quiet about what was removed,
+    so one mistake gives one message. False when nothing more can be done.
+    """
+    progress = False
+
+    def at(path: tuple[Any, ...]) -> Any:
+        node: Any = data
+        for part in path:
+            node = node[part]
+        return node
+
+    for detail in details:
         path = tuple(detail["loc"])
-        if detail["type"] == "missing" or not path:
+        try:
+            if detail["type"] == "missing":
+                parent, key = path[:-1], path[-1]
+                if parent == () and key in ("version", "waiting_for_approval"):
+                    data[key] = 1 if key == "version" else {}
+                    dropped.add(path)
+                elif len(parent) == 2 and parent[0] in ("people", "teams"):
+                    del at(parent[:1])[parent[1]]
+                    dropped.add(parent)
+                elif len(parent) == 2 and parent[0] == "decisions":
+                    at(parent)[key] = _placeholder_decision(parent[1])[key]
+                    dropped.add(path)
+                else:
+                    continue
+            elif path and path[-1] == "[key]":
+                container = at(path[:-2])
+                del container[next(k for k in container if str(k) == path[-2])]
+                dropped.add(path[:-1])
+            elif path:
+                container = at(path[:-1])
+                if isinstance(container, dict):
+                    del container[path[-1]]
+                    dropped.add(path)
+                elif path[:-1] == ("decisions",):
+                    container[path[-1]] = _placeholder_decision(path[-1])
+                    dropped.add(path)
+                else:  # an item of a list of names: drop the whole list
+                    del at(path[:-2])[path[-2]]
+                    dropped.add(path[:-1])
+            else:
+                continue
+        except (KeyError, IndexError, TypeError, StopIteration):
             continue
-        parent: Any = data
-        for part in path[:-1]:
-            try:
-                parent = parent[part]
-            except (KeyError, IndexError, TypeError):
-                parent = None
-                break
-        last = path[-1]
-        if isinstance(parent, dict) and last in parent:
-            del parent[last]
-            dropped = True
-    return dropped
+        progress = True
+    return progress
 
 
 def load_rules_text(text: str, source: str = "<rules>") -> Rules:
@@ -142,17 +230,47 @@ def load_rules_text(text: str, source: str = "<rules>") -> Rules:
     return result.rules
 
 
+def _read(path: str | Path) -> str | Problem:
+    """The file's text, or the problem of a file that is not UTF-8 (OSError propagates)."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        return Problem(str(path), line, f"the file is not UTF-8 text (byte 0x{raw[error.start]:02x}); "
+                                        "save it as UTF-8")
+
+
 def load_rules(path: str | Path) -> Rules:
-    """Load and validate a rules file; raises RulesError listing every problem."""
-    return load_rules_text(Path(path).read_text(encoding="utf-8"), str(path))
+    """Load and validate a rules file; raises RulesError listing every problem (OSError if unreadable)."""
+    text = _read(path)
+    if isinstance(text, Problem):
+        raise RulesError([text])
+    return load_rules_text(text, str(path))
 
 
 def check_rules(path: str | Path) -> CheckResult:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        return CheckResult(None, [Problem(str(path), 1, "the file is not UTF-8 text")])
+    """Check a rules file (OSError if it cannot be read)."""
+    text = _read(path)
+    if isinstance(text, Problem):
+        return CheckResult(None, [text])
     return check_rules_text(text, str(path))
+
+
+def _within(path: tuple[Any, ...], dropped: set[tuple[Any, ...]]) -> bool:
+    """Is this path, or one of its parents, something already reported and taken out?"""
+    return any(path[: n] in dropped for n in range(1, len(path) + 1))
+
+
+def _yaml_problem(error: yaml.YAMLError) -> tuple[int, str]:
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    reason = getattr(error, "problem", None) or str(error)
+    context, started = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context and started is not None and mark is not None and started.line != mark.line:
+        reason += f" ({context} that starts on line {started.line + 1})"
+    if "\\t" in reason or "\t" in reason:
+        reason += " (indent with spaces: YAML does not allow tabs)"
+    return (mark.line + 1 if mark else 1), f"YAML: {reason}"
 
 
 def check_rules_text(text: str, source: str) -> CheckResult:
@@ -164,9 +282,7 @@ def check_rules_text(text: str, source: str) -> CheckResult:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
-        reason = getattr(error, "problem", None) or str(error)
-        return CheckResult(None, [Problem(source, mark.line + 1 if mark else 1, f"YAML: {reason}")])
+        return CheckResult(None, [Problem(source, *_yaml_problem(error))])
     if node is None or not isinstance(data, dict):
         return CheckResult(None, [Problem(source, 1, "the rules file must be a YAML mapping "
                                                      "(version, levels, people, …)")])
@@ -175,18 +291,23 @@ def check_rules_text(text: str, source: str) -> CheckResult:
     _walk(node, (), lines, structural)
     line = _Lines(lines)
     shape: list[tuple[int, str]] = []
+    dropped: set[tuple[Any, ...]] = set()
+    for section in ("people", "teams", "decisions", "flag", "comment"):
+        if section in data and data[section] is None:  # an empty section: nothing in it
+            del data[section]
     parsed = None
-    for _ in range(5):  # drop what is wrong and look again, so the meaning is checked too
+    for _ in range(10):  # take out what is wrong and look again, so the meaning is checked too
         try:
             parsed = RulesIn.model_validate(data)
             break
         except ValidationError as error:
-            shape += _schema_problems(error, data, line)
-            if not _drop_offenders(data, error):
+            details = [d for d in error.errors() if not _within(tuple(d["loc"]), dropped)]
+            shape += _schema_problems(details, line)
+            if not _repair(data, error.errors(), dropped):
                 break
     if parsed is None:
         return CheckResult(None, problems(list(dict.fromkeys(structural + shape))))
-    located = Located(parsed, line)
+    located = Located(parsed, line, dropped)
     rules = build_rules(located, source=source, digest=hashlib.sha256(text.encode()).hexdigest())
     errors = problems(list(dict.fromkeys(structural + shape + located.errors)))
     warnings = problems(located.warnings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 
 class _Strict(BaseModel):
@@ -46,7 +46,7 @@ class DecisionIn(_Strict):
 
 
 class FlagIn(_Strict):
-    tolerance: int = Field(default=0, ge=0)
+    tolerance: StrictInt = Field(default=0, ge=0)
     remind_after: str | None = None
 
 
@@ -56,7 +56,7 @@ class CommentIn(_Strict):
 
 
 class RulesIn(_Strict):
-    version: int
+    version: StrictInt
     levels: list[str] = Field(min_length=1)
     people: dict[str, PersonIn] = {}
     teams: dict[str, TeamIn] = {}

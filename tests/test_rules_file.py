@@ -200,3 +200,192 @@ def test_rules_check_against_the_ledger_lists_missing_people(make_app, database_
                      "name: Sam, level: manager, reports_to: dana}\n", 1))
     result = CliRunner().invoke(main, ["rules", "check", str(fixed), "--against-ledger"], env=env)
     assert "everyone the ledger has seen is in the file" in result.output
+
+
+# -- odd files, odd values, odd keys -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("  tolerance: 0", "  tolerance: true",
+         "rules.yaml:20: flag.tolerance: must be a whole number, not true"),
+        ("version: 1", "version: yes", "rules.yaml:1: version: must be a whole number, not true"),
+        ("  remind_after: 1d12h", "  remind_after: 0d",
+         "rules.yaml:21: flag.remind_after: '0d' is no time at all; leave remind_after out for no "
+         "reminder"),
+        ("  remind_after: 1d12h", "  remind_after: 0",
+         "rules.yaml:21: flag.remind_after: '0' is no time at all; leave remind_after out for no "
+         "reminder"),
+        ("  statuses: [\"Awaiting Approval\", 10051]", "  statuses: Awaiting Approval",
+         "rules.yaml:11: waiting_for_approval.statuses: must be a list, like [a, b], not "
+         "'Awaiting Approval'"),
+        ("jira: acc-bob,", "jira: ,", "rules.yaml:4: people.bob.jira: has no value (expected text)"),
+        ("levels: [engineer, tech_lead, manager, director]", "levels: []",
+         "rules.yaml:2: levels: must not be empty"),
+    ],
+)
+def test_wrong_types_get_one_plain_message(old, new, expected):
+    assert problems(edit(old, new)) == [expected]
+
+
+def test_a_person_without_a_value_is_one_problem_not_a_cascade():
+    text = edit("  dana:  {jira: acc-dana, name: Dana, level: director}", "  dana:")
+    assert problems(text) == [
+        "rules.yaml:7: people.dana: has no value (expected a mapping of key: value)"
+    ]
+    assert warnings(text) == []  # carol does report to someone: dana, who is broken
+
+
+def test_a_missing_required_key_does_not_hide_the_other_problems():
+    text = (edit("alice: {jira: acc-alice, name: Alice, level: tech_lead,",
+                 "alice: {jira: acc-alice, name: Alice,")
+            .replace("decided_at: engineer", "decided_at: enginer"))
+    assert problems(text) == [
+        "rules.yaml:5: missing required key 'level' in people.alice",
+        "rules.yaml:16: decisions[0].decided_at: unknown level 'enginer' (levels: engineer, "
+        "tech_lead, manager, director, or 'information'); did you mean 'engineer'?",
+    ]
+
+
+def test_reports_to_naming_nobody_is_an_error_without_a_second_warning():
+    text = edit("reports_to: dana}", "reports_to: dan}")
+    assert problems(text) == [
+        "rules.yaml:6: people.carol.reports_to: nobody called 'dan' in people; did you mean 'dana'?"
+    ]
+    assert warnings(text) == []
+
+
+def test_a_broken_match_does_not_make_its_rule_match_everything():
+    text = edit("    match: {labels: [deploy]}", "    match:")
+    assert problems(text) == [
+        "rules.yaml:15: decisions[0].match: has no value (expected a mapping of key: value)"
+    ]
+    assert warnings(text) == []
+
+
+def test_empty_sections_are_empty():
+    text = edit("teams:\n  payments: {lead: alice, components: [billing], projects: [PAY]}\n",
+                "teams:\n")
+    assert problems(text) == [
+        "rules.yaml:4: people.bob.team: no team called 'payments' in teams"
+    ]
+
+
+def test_keys_that_are_not_text_are_located():
+    text = edit("people:\n", "people:\n  null: {jira: acc-x, level: engineer}\n")
+    assert problems(text) == [
+        "rules.yaml:4: people: the key null is not text; quote it if you mean the text ('null')"
+    ]
+
+
+def test_duplicate_keys_name_their_section_and_first_line():
+    text = edit("  dana:  {jira: acc-dana, name: Dana, level: director}",
+                "  dana:  {jira: acc-dana, name: Dana, level: director}\n"
+                "  carol: {jira: acc-c2, name: C2, level: manager, reports_to: dana}")
+    assert problems(text) == ["rules.yaml:8: people: 'carol' is defined twice (first on line 6)"]
+    assert problems(GOOD + "dry_run: true\ndry_run: false\n") == [
+        "rules.yaml:25: 'dry_run' is defined twice (first on line 24)"
+    ]
+
+
+def test_yaml_errors_say_where_the_construct_began_and_about_tabs():
+    assert problems(edit("levels: [engineer, tech_lead, manager, director]",
+                         "levels: [engineer, tech_lead, manager, director")) == [
+        "rules.yaml:3: YAML: expected ',' or ']', but got ':' (while parsing a flow sequence "
+        "that starts on line 2)"
+    ]
+    assert problems(edit("  tolerance: 0", "\ttolerance: 0")) == [
+        "rules.yaml:20: YAML: found character '\\t' that cannot start any token "
+        "(indent with spaces: YAML does not allow tabs)"
+    ]
+
+
+def test_the_intent_template_cannot_use_the_intent_itself():
+    [message] = problems(edit("I intend to ship on {{ proceed_on }}.", "{{ intent }}"))
+    assert message == (
+        "rules.yaml:23: comment.intent_template: 'intent' is undefined (an intent template can "
+        "use: approver, decider, decision_level, holder, proceed_on, reasons, reminder, rule, "
+        "ticket, tolerance)"
+    )
+
+
+def test_an_undefined_name_deep_in_a_block_template_points_at_its_line():
+    text = GOOD + "  template: |\n    h3. Hello\n    {{ ticket.key }}\n    {{ decidr.mention }}\n"
+    [message] = problems(text)
+    assert message.startswith("rules.yaml:27: comment.template: 'decidr' is undefined")
+
+
+@pytest.mark.parametrize("spec", ["", "null", "{}"])
+def test_a_field_condition_needs_something_to_compare(spec):
+    text = edit("match: {labels: [deploy]}", "match: {fields: {customfield_1: " + spec + "}}")
+    assert problems(text) == [
+        "rules.yaml:15: decisions[0].match.fields.customfield_1: nothing to compare with (give a "
+        "value, a list, or conditions: equals, in, gte, gt, lte, lt)"
+    ]
+
+
+def test_decision_rules_that_can_never_match_are_warned_about():
+    text = edit(
+        "  - name: Everything else\n",
+        "  - name: Deploys of billing\n    match: {labels: [Deploy], components: [billing]}\n"
+        "    decided_at: manager\n"
+        "  - name: Empty range\n    match: {fields: {customfield_1: {gte: 100, lt: 10}}}\n"
+        "    decided_at: manager\n"
+        "  - name: Approved\n    match: {fields: {customfield_2: yes}}\n    decided_at: manager\n"
+        "  - name: Everything else\n",
+    )
+    assert problems(text) == []
+    assert warnings(text) == [
+        "rules.yaml:17: decision 'Deploys of billing' can never match: 'Deploys' above it matches "
+        "every ticket it would",
+        "rules.yaml:21: decisions[2].match.fields.customfield_1: no number is gte 100 and lt 10: "
+        "this rule can never match",
+        "rules.yaml:24: decisions[3].match.fields.customfield_2: true is a YAML yes/no value, "
+        "which no Jira field holds; quote it (\"yes\") to match the text",
+    ]
+
+
+def test_a_file_that_is_not_utf8_is_a_located_problem(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_bytes(GOOD.replace("name: Dana", "name: Dan\xe1").encode("latin-1"))
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:7: the file is not UTF-8 text (byte 0xe1); save it as UTF-8"
+    ]
+    result = CliRunner().invoke(main, ["rules", "check", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:7: the file is not UTF-8 text (byte 0xe1); save it as UTF-8" in result.output
+
+
+def test_rules_check_reports_an_unreadable_file_in_one_line(tmp_path, monkeypatch):
+    path = tmp_path / "rules.yaml"
+    path.write_text(GOOD)
+
+    def refuse(_path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("leaderleader.cli_rules.check_rules", refuse)
+    result = CliRunner().invoke(main, ["rules", "check", str(path)])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: {path}: cannot read the file (Permission denied)"
+
+
+@pytest.mark.parametrize("key", ["../../serverInfo", "PAY-1?x=1", "", "PAY 1"])
+def test_rules_explain_refuses_what_is_not_an_issue_key(fake_jira, key):
+    env = {"JIRA_URL": fake_jira.url, "JIRA_USER": "bot@acme.example", "JIRA_API_TOKEN": "t0ken-value"}
+    result = CliRunner().invoke(main, ["rules", "explain", key], env=env)
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: '{key}' is not an issue key (write it like PAY-123)"
+    assert fake_jira.requests == []
+
+
+def test_rules_explain_without_jira_or_a_ledger_says_so(tmp_path):
+    env = {"JIRA_URL": "", "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"}
+    result = CliRunner().invoke(main, ["rules", "explain", "PAY-1"], env=env)
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "Error: cannot read PAY-1 from the ledger (OperationalError); set JIRA_URL to fetch it "
+        "from Jira"
+    )

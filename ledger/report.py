@@ -36,7 +36,9 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
     DateTime,
+    Float,
     String,
     and_,
     case,
@@ -46,8 +48,10 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     tuple_,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -126,6 +130,14 @@ class _Sql:
         # julianday() carries fractions of a day; round to milliseconds to shed float noise
         return func.round((func.julianday(end) - func.julianday(start)) * 86400.0, 3)
 
+    def wait(self) -> ColumnElement[Any]:
+        """Seconds an ended episode waited (NULL while open): the stored ``wait_seconds``.
+
+        Rows written around the ORM (bulk loads) may lack it; they fall back to the bounds.
+        """
+        ended = case((W.ended_at.is_not(None), self.seconds(W.started_at, W.ended_at)))
+        return func.coalesce(W.wait_seconds, ended)
+
     def week_start(self) -> ColumnElement[Any]:
         """The Monday that starts the ISO week of ``started_at``."""
         if self.postgres:
@@ -139,6 +151,10 @@ def to_date(value: Any) -> date:
     if isinstance(value, date):
         return value
     return date.fromisoformat(str(value)[:10])
+
+
+def to_datetime(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 def window_conditions(window: Window) -> list[ColumnElement[bool]]:
@@ -167,7 +183,7 @@ def started_inside(window: Window) -> list[ColumnElement[bool]]:
 
 def _aggregates(sql: _Sql, now: datetime) -> list[Any]:
     """GROUP BY aggregates; PostgreSQL also computes median and p90 in the same pass."""
-    wait = case((W.ended_at.is_not(None), sql.seconds(W.started_at, W.ended_at)))
+    wait = sql.wait()
     age = case((W.ended_at.is_(None), sql.seconds(W.started_at, literal(now, DateTime()))))
     columns: list[Any] = [
         func.count().label("episodes"),
@@ -179,9 +195,10 @@ def _aggregates(sql: _Sql, now: datetime) -> list[Any]:
         func.sum(age).label("open_total"),
         func.max(age).label("open_max"),
     ]
-    if sql.postgres:
-        columns.append(func.percentile_cont(0.5).within_group(wait).label("p50"))
-        columns.append(func.percentile_cont(0.9).within_group(wait).label("p90"))
+    if sql.postgres:  # one sort of the waits serves both fractions
+        fractions = postgresql.array([literal(0.5), literal(0.9)])
+        columns.append(func.percentile_cont(fractions, type_=ARRAY(Float))
+                       .within_group(wait).label("percentiles"))
     return columns
 
 
@@ -193,8 +210,8 @@ def _figures(row: Any) -> Figures:
         waiting_now=row.episodes - row.ended,
         ended=row.ended,
         ended_after_intent=row.ended_after_intent,
-        median_wait_hours=hours(row.p50),
-        p90_wait_hours=hours(row.p90),
+        median_wait_hours=hours(row.percentiles[0]) if row.percentiles else None,
+        p90_wait_hours=hours(row.percentiles[1]) if row.percentiles else None,
         total_wait_hours=hours(row.total or 0.0) or 0.0,
         open_total_hours=hours(row.open_total or 0.0) or 0.0,
         open_max_hours=hours(row.open_max),
@@ -299,20 +316,28 @@ def longest_waiting(
 def unmapped(
     session: Session, window: Window, known_jira_ids: Collection[str] = ()
 ) -> list[dict[str, Any]]:
-    """Jira ids recorded as missing from the rules file (and still missing), with counts."""
-    query = select(W.unmapped, W.started_at).where(
-        *window_conditions(window), cast(W.unmapped, String) != "[]"
+    """Jira ids recorded as missing from the rules file (and still missing), with counts.
+
+    The JSON lists are unnested and counted by the database: one row per Jira id comes back.
+    """
+    postgres = _Sql(session).postgres
+    unnest = func.json_array_elements_text if postgres else func.json_each
+    element = unnest(W.unmapped).table_valued("value")
+    conditions = window_conditions(window)
+    if postgres:  # unnesting a JSON scalar is an error there; SQLite yields it as one value
+        conditions.append(func.json_typeof(W.unmapped) == "array")
+    query = (
+        select(element.c.value, func.count(W.id.distinct()).label("episodes"),
+               func.max(W.started_at).label("last_seen"))
+        .select_from(W)
+        .join(element, true())
+        .where(*conditions)
+        .group_by(element.c.value)
     )
-    counts: dict[str, int] = defaultdict(int)
-    last_seen: dict[str, datetime] = {}
-    for ids, started in session.execute(query):
-        for jira_id in dict.fromkeys(ids or ()):
-            if not jira_id or jira_id in known_jira_ids:
-                continue
-            counts[jira_id] += 1
-            last_seen[jira_id] = max(started, last_seen.get(jira_id, started))
-    return [{"jira_id": jira_id, "episodes": count, "last_seen": last_seen[jira_id].isoformat()}
-            for jira_id, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+    rows = [(str(row.value), row.episodes, row.last_seen) for row in session.execute(query)
+            if row.value and str(row.value) not in known_jira_ids]
+    return [{"jira_id": jira_id, "episodes": count, "last_seen": to_datetime(last).isoformat()}
+            for jira_id, count, last in sorted(rows, key=lambda item: (-item[1], item[0]))]
 
 
 def intents(session: Session, window: Window) -> int:

@@ -29,7 +29,6 @@ All figures in hours are floats rounded to 2 decimals; times are naive UTC.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
@@ -39,10 +38,8 @@ from sqlalchemy import (
     ARRAY,
     DateTime,
     Float,
-    String,
     and_,
     case,
-    cast,
     extract,
     func,
     literal,

@@ -17,7 +17,8 @@ Definitions (the README's report section repeats them for managers):
   deleted in Jira never end, so they are left out of the report.
 * **Median / p90** are PostgreSQL's ``percentile_cont``: linear interpolation between the
   closest ranks (position ``p * (n - 1)`` in the sorted waits). SQLite computes the same
-  formula in Python over the durations the database sorted.
+  formula in Python. Durations come from the stored ``wait_seconds`` (falling back to
+  the bounds for rows written around the ORM).
 * **Trend** groups the episodes that *started* inside the window by the ISO week of
   ``started_at`` (Monday to Sunday, UTC), gaps filled with empty weeks.
 * **Intents**: ``Intent`` rows declared in ``[since, until)``; ``ended_after_intent``:
@@ -34,21 +35,8 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    ARRAY,
-    DateTime,
-    Float,
-    and_,
-    case,
-    extract,
-    func,
-    literal,
-    or_,
-    select,
-    text,
-    true,
-    tuple_,
-)
+from sqlalchemy import ARRAY, DateTime, Float, and_, case, extract, func, literal, or_, select
+from sqlalchemy import text, true, tuple_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement

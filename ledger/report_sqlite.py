@@ -1,10 +1,12 @@
-"""SQLite's path for the bottleneck report: one narrow scan, every breakdown folded in Python.
+"""SQLite's path for the bottleneck report: one narrow scan, every breakdown rolled up in Python.
 
-SQLite has neither ``percentile_cont`` nor ``GROUPING SETS``. Five GROUP BY scans plus
-sorted fetches of the durations took ~8 s over 300k waits; one scan that brings back
-only short columns, with durations already computed by SQLite (no datetime parsing in
-Python), takes about a second. The figures follow the same definitions as PostgreSQL's
-(``ledger.report``'s docstring), which the test suite checks on both backends.
+SQLite has neither ``percentile_cont`` nor ``GROUPING SETS``. One scan of the window
+brings back short columns and the stored ``wait_seconds``; each row updates the tally of
+its finest group (approver, level, team, rule, and week when it started inside the
+window), a few thousand groups in all. Every breakdown and the weekly trend are roll-ups
+of those tallies; the durations of a group are sorted once and merged as sorted runs.
+The figures follow the same definitions as PostgreSQL's (``ledger.report``'s docstring),
+which the test suite checks on both backends.
 """
 
 from __future__ import annotations

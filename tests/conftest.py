@@ -25,7 +25,7 @@ from jobs.context import current_runtime
 from ledger.db import make_engine, upgrade
 from ledger.models import Base
 from leaderleader.config import EXAMPLE_RULES, Settings
-from leaderleader.runtime import Runtime, embedded_redis
+from leaderleader.runtime import Runtime, embedded_redis, stop_embedded_redis
 from tests.fakejira import FakeJira
 from webhooks.app import create_app
 from webhooks.auth import sign
@@ -53,7 +53,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redis.Red
         yield connection
         connection.close()
     else:
-        yield embedded_redis(tmp_path_factory.mktemp("redis"))
+        connection = embedded_redis(tmp_path_factory.mktemp("redis"))
+        yield connection
+        stop_embedded_redis(connection)
 
 
 @pytest.fixture()

@@ -36,8 +36,11 @@ from webhooks.events import CommentPosted, IssueChanged, IssueDeleted, decode_bo
 log = logging.getLogger("leaderleader.jobs")
 
 # "I intend to" at the start, after any quoting or markup Jira users put in front.
+# Markup may also close right after the words ("_I intend to_"), so what follows
+# "to" only has to be something other than a letter or a digit.
 _INTENT = re.compile(
-    r"^(?:\s|>|\*|_|-|\+|#|bq\.|h[1-6]\.|\{quote\}|\{panel[^}]*\}|\{color[^}]*\})*i\s+intend\s+to\b",
+    r"^(?:\s|>|\*|_|-|\+|#|bq\.|h[1-6]\.|\{(?:quote|panel|color)[^}]*\})*"
+    r"i\s+intend\s+to(?![^\W_])",
     re.IGNORECASE,
 )
 

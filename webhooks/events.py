@@ -279,7 +279,10 @@ def parse_event(payload: Any, *, received_at: datetime | None = None) -> Event:
         if issue.get("fields") is not None and not isinstance(issue.get("fields"), dict):
             raise PayloadError("'issue.fields' must be an object")
         comment = None
-        if payload.get("comment") is not None:
+        # Server/DC reports comments inside jira:issue_updated too, a deleted one included:
+        # that one is not something said on the ticket any more.
+        deleted = payload.get("issue_event_type_name") == "issue_comment_deleted"
+        if payload.get("comment") is not None and not deleted:
             comment = _comment("comment_created", at, payload["comment"], issue)
         return IssueChanged(
             event=name,

@@ -247,3 +247,39 @@ def test_intents_after_quoting_and_markup(body):
 ])
 def test_not_intents(body):
     assert not is_intent(body)
+
+
+def test_late_entry_of_an_episode_that_a_later_one_followed_gets_no_comment(make_app, fake_jira):
+    seed(fake_jira, DEPLOY)
+    app = jira_app(make_app, fake_jira)
+    post_webhook(app, fixture_body("issue_updated__cloud_deploy_back_in_approval"))
+    run_worker(app)
+    # the first episode's entry arrives after the second one's; its exit is still on the way
+    post_webhook(app, fixture_body(DEPLOY))
+    run_worker(app)
+    first, second = sorted(waits(app), key=lambda w: w.started_at)
+    assert first.ended_at is not None and first.ended_at <= second.started_at
+    assert second.ended_at is None
+    assert len(fake_jira.comments("PAY-101")) == 1
+    # the exit, when it comes, gives the first episode its real end
+    post_webhook(app, fixture_body("issue_updated__cloud_leaves_approval"))
+    run_worker(app)
+    first, second = sorted(waits(app), key=lambda w: w.started_at)
+    assert (first.ended_at - first.started_at).total_seconds() == 3 * 3600
+    assert second.ended_at is None
+
+
+def test_late_entry_of_a_ticket_known_to_have_moved_on_gets_no_comment(make_app, fake_jira):
+    seed(fake_jira, DEPLOY)
+    app = jira_app(make_app, fake_jira)
+    post_webhook(app, fixture_body("issue_updated__cloud_labels_edited_when_done"))
+    run_worker(app)
+    post_webhook(app, fixture_body(DEPLOY))  # happened 4 hours before the edit
+    run_worker(app)
+    [wait] = waits(app)
+    assert wait.ended_at is not None and (wait.ended_at - wait.started_at).total_seconds() <= 4 * 3600
+    assert fake_jira.comments("PAY-101") == []
+    post_webhook(app, fixture_body("issue_updated__cloud_leaves_approval"))
+    run_worker(app)
+    [wait] = waits(app)
+    assert (wait.ended_at - wait.started_at).total_seconds() == 3 * 3600

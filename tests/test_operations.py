@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from datetime import timedelta
 
 from click.testing import CliRunner
@@ -180,3 +187,33 @@ def test_a_delivery_that_cannot_be_processed_waits_for_another_try(make_app, tmp
     with app.app_context(), current_runtime().sessions() as session:
         assert session.scalars(select(ApprovalWait)).one().flagged
         assert backlog(current_runtime()) == {"waiting": 0, "retrying": 0}
+
+
+def test_serve_keeps_the_webhook_token_out_of_its_access_log(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env.update(LEADERLEADER_HOME=str(tmp_path / "home"), JIRA_WEBHOOK_TOKEN="tok-SECRET-321")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "leaderleader", "serve", "--no-worker", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/webhooks/jira?token=tok-SECRET-321"
+        request = urllib.request.Request(url, data=b'{"webhookEvent": "worklog_created"}',
+                                         headers={"Content-Type": "application/json"})
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    assert response.status == 200
+                break
+            except (ConnectionError, urllib.error.URLError):
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert "POST /webhooks/jira" in err
+    assert "tok-SECRET-321" not in out + err

@@ -137,9 +137,13 @@ def test_secrets_never_reach_the_logs(make_app, fake_jira, capfd, caplog):
             json.loads(line)  # production log lines are JSON
 
 
+def _containers(children: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    _containers,
     max_leaves=20,
 )
 known = st.sampled_from(["jira:issue_updated", "jira:issue_created", "jira:issue_deleted",

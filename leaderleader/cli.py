@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -91,6 +92,9 @@ def serve(host: str, port: int, worker: bool) -> None:
     app = create_app(runtime=runtime)
     mode = "dry-run" if runtime.dry_run() else f"posting to {settings.jira_url}"
     click.echo(f"leaderleader on http://{host}:{port} ({mode}; rules {settings.rules_file})")
+    # A process manager stops us with SIGTERM: exit through the finally below, so the
+    # worker is stopped too (and the embedded Redis, at exit), instead of orphaning them.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     stop = threading.Event()
     keeper = threading.Thread(target=_keep_worker, args=(redis_url, stop), daemon=True)
     if worker:

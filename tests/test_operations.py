@@ -12,7 +12,9 @@ import time
 import urllib.error
 import urllib.request
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -221,3 +223,39 @@ def test_serve_keeps_the_webhook_token_out_of_its_access_log(tmp_path):
         out, err = server.communicate(timeout=30)
     assert "POST /webhooks/jira" in err
     assert "tok-SECRET-321" not in out + err
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][:1] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads children from /proc")
+def test_serve_stopped_by_sigterm_stops_its_worker(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env.update(LEADERLEADER_HOME=str(tmp_path / "home"))
+    server = subprocess.Popen([sys.executable, "-m", "leaderleader", "serve", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 30
+        while not children:
+            assert time.monotonic() < deadline, "serve did not start its worker"
+            time.sleep(0.2)
+            for task in Path(f"/proc/{server.pid}/task").iterdir():  # the keeper thread starts it
+                children |= {int(pid) for pid in (task / "children").read_text().split()}
+        server.terminate()  # what a process manager or `docker stop` sends
+        assert server.wait(timeout=30) == 0
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in children)
+    finally:
+        if server.poll() is None:
+            server.kill()

@@ -7,7 +7,6 @@ the same delivery a no-op, so Jira's retries and rq's retries are both harmless.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import replace
@@ -32,13 +31,16 @@ from ledger.models import Delivery, Intent, Ticket
 from leaderleader.metrics import count, observe_latency
 from rules.engine import evaluate
 from rules.model import Rules
-from webhooks.events import CommentPosted, IssueChanged, IssueDeleted, parse_event
+from webhooks.events import CommentPosted, IssueChanged, IssueDeleted, decode_body, parse_event
 
 log = logging.getLogger("leaderleader.jobs")
 
 # "I intend to" at the start, after any quoting or markup Jira users put in front.
+# Markup may also close right after the words ("_I intend to_"), so what follows
+# "to" only has to be something other than a letter or a digit.
 _INTENT = re.compile(
-    r"^(?:\s|>|\*|_|-|\+|#|bq\.|h[1-6]\.|\{quote\}|\{panel[^}]*\}|\{color[^}]*\})*i\s+intend\s+to\b",
+    r"^(?:\s|>|\*|_|-|\+|#|bq\.|h[1-6]\.|\{(?:quote|panel|color)[^}]*\})*"
+    r"i\s+intend\s+to(?![^\W_])",
     re.IGNORECASE,
 )
 
@@ -55,7 +57,7 @@ def process_delivery(delivery_id: str, body: str, received_at: str) -> str:
     """Apply one webhook delivery to the ledger; returns the outcome (for logs and tests)."""
     runtime = current_runtime()
     received = datetime.fromisoformat(received_at)
-    event = parse_event(json.loads(body), received_at=received)
+    event = parse_event(decode_body(body), received_at=received)
     rules = runtime.rules.require()
     key = getattr(event, "key", None)
     extra = {"delivery": delivery_id, "issue": key, "webhook_event": event.event}

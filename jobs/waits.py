@@ -133,6 +133,31 @@ def _end_after(session: Session, ticket: Ticket, started: datetime) -> datetime 
     )
 
 
+def _moved_on_after(session: Session, ticket: Ticket, started: datetime, rules: Rules) -> datetime | None:
+    """When the ledger already knows the ticket had left an episode that began at ``started``.
+
+    Deliveries arrive out of order: a later episode, or a newer snapshot of the ticket
+    outside approval, can be in the ledger before this episode's entry arrives. Its exit
+    is then still on the way; until it comes, the episode ended no later than that.
+    """
+    bounds = []
+    later_start = session.scalar(
+        select(ApprovalWait.started_at)
+        .where(ApprovalWait.ticket_id == ticket.id, ApprovalWait.started_at > started)
+        .order_by(ApprovalWait.started_at)
+        .limit(1)
+    )
+    if later_start is not None:
+        bounds.append(later_start)
+    approver_field = rules.waiting.approver_field
+    if ticket.updated_at is not None and ticket.updated_at > started and not (
+        status_waits(rules, ticket.status, ticket.status_id)
+        or (approver_field is not None and _approver_set((ticket.fields or {}).get(approver_field)))
+    ):
+        bounds.append(ticket.updated_at)
+    return min(bounds, default=None)
+
+
 def open_wait(
     session: Session,
     ticket: Ticket,
@@ -156,7 +181,7 @@ def open_wait(
         team=verdict.holder_team,
         status=snapshot.status,
         started_at=at,
-        ended_at=_end_after(session, ticket, at),
+        ended_at=_end_after(session, ticket, at) or _moved_on_after(session, ticket, at, rules),
         approver=verdict.approver,
         approver_level=verdict.approver_level,
         holder=verdict.holder,

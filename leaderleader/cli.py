@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -22,12 +23,39 @@ def user_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import redis
+        from sqlalchemy.exc import DBAPIError
+
         try:
             return func(*args, **kwargs)
         except ConfigError as error:
             raise click.ClickException(f"configuration: {error}") from None
+        except DBAPIError as error:
+            # the driver's own first line names host and port, never the password
+            reason = str(error.orig or error).strip().splitlines()[0]
+            raise click.ClickException(f"cannot use the database (DATABASE_URL): {reason}") from None
+        except redis.RedisError as error:
+            raise click.ClickException(f"cannot reach Redis (REDIS_URL): {error}") from None
+        except OSError as error:
+            where = f" {error.filename}" if error.filename else ""
+            raise click.ClickException(f"cannot use{where}: {error.strerror or error}") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def require_rules(settings: Settings) -> None:
+    """A process that evaluates rules refuses to start without a valid rules file."""
+    from rules.loader import RulesError, load_rules
+
+    try:
+        load_rules(settings.rules_file)
+    except RulesError as error:
+        problems = [str(p) for p in error.problems]
+        more = (f" (and {len(problems) - 1} more: see leaderleader rules check)"
+                if len(problems) > 1 else "")
+        raise ConfigError(f"RULES_FILE: {problems[0]}{more}") from None
+    except OSError as error:
+        raise ConfigError(f"RULES_FILE: cannot read {settings.rules_file} ({error.strerror})") from None
 
 
 @click.group()
@@ -55,13 +83,18 @@ def serve(host: str, port: int, worker: bool) -> None:
     from webhooks.app import create_app
 
     settings = Settings.from_env()
+    require_rules(settings)
     runtime = Runtime.build(settings)
+    runtime.redis.ping()
     redis_url = settings.redis_url
     if redis_url is None:  # the embedded Redis: hand its socket to the worker
         redis_url = "unix://" + runtime.redis.socket_file  # type: ignore[attr-defined]
     app = create_app(runtime=runtime)
     mode = "dry-run" if runtime.dry_run() else f"posting to {settings.jira_url}"
     click.echo(f"leaderleader on http://{host}:{port} ({mode}; rules {settings.rules_file})")
+    # A process manager stops us with SIGTERM: exit through the finally below, so the
+    # worker is stopped too (and the embedded Redis, at exit), instead of orphaning them.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     stop = threading.Event()
     keeper = threading.Thread(target=_keep_worker, args=(redis_url, stop), daemon=True)
     if worker:
@@ -98,6 +131,7 @@ def worker(burst: bool) -> None:
     app = create_app()
     with app.app_context():
         runtime = current_runtime()
+        require_rules(runtime.settings)
         SimpleWorker([runtime.queue], connection=runtime.redis).work(
             burst=burst, with_scheduler=True, logging_level="WARNING"
         )
@@ -119,6 +153,7 @@ def scheduler(every: int, once: bool) -> None:
 
     app = create_app()
     with app.app_context():
+        require_rules(current_runtime().settings)
         while True:
             reminders, pending = queue_reminders(), requeue_pending()
             retried = requeue_failed(current_runtime())

@@ -46,6 +46,34 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
 
 
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], example: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if not raw.lower().startswith(schemes):
+        raise ConfigError(f"{name} must be a URL like {example}")
+    return raw
+
+
+def _database_url(env: Mapping[str, str]) -> str | None:
+    raw = (env.get("DATABASE_URL") or "").strip()
+    if not raw:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(raw)
+        if url.get_backend_name() in ("postgres", "postgresql"):
+            return raw  # the psycopg 3 driver is chosen in effective_database_url
+        url.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        raise ConfigError(
+            "DATABASE_URL must be a database URL like postgresql://user:password@host/db"
+        ) from None
+    return raw
+
+
 def _intervals(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -92,12 +120,17 @@ class Settings:
         if deployment not in (None, "cloud", "server"):
             raise ConfigError(f"JIRA_DEPLOYMENT must be cloud or server, not {deployment!r}")
         production = _flag(env, "LEADERLEADER_PRODUCTION", False)
+        max_body_bytes = _int(env, "LEADERLEADER_MAX_BODY_BYTES", 5 * 1024 * 1024)
+        if max_body_bytes < 1:
+            raise ConfigError("LEADERLEADER_MAX_BODY_BYTES must be a positive number of bytes")
         settings = cls(
             home=Path(env.get("LEADERLEADER_HOME") or ".leaderleader"),
-            database_url=env.get("DATABASE_URL") or None,
-            redis_url=env.get("REDIS_URL") or None,
+            database_url=_database_url(env),
+            redis_url=_url(env, "REDIS_URL", ("redis://", "rediss://", "unix://"),
+                           "redis://host:6379/0"),
             rules_file=Path(env["RULES_FILE"]) if env.get("RULES_FILE") else EXAMPLE_RULES,
-            jira_url=(env.get("JIRA_URL") or "").rstrip("/") or None,
+            jira_url=(_url(env, "JIRA_URL", ("http://", "https://"),
+                           "https://your-site.atlassian.net") or "").rstrip("/") or None,
             jira_user=env.get("JIRA_USER") or None,
             jira_api_token=env.get("JIRA_API_TOKEN") or None,
             jira_pat=env.get("JIRA_PAT") or None,
@@ -108,7 +141,7 @@ class Settings:
             dry_run_env=None if env.get("DRY_RUN") is None else _flag(env, "DRY_RUN", False),
             production=production,
             allow_insecure=_flag(env, "LEADERLEADER_ALLOW_INSECURE", False),
-            max_body_bytes=_int(env, "LEADERLEADER_MAX_BODY_BYTES", 5 * 1024 * 1024),
+            max_body_bytes=max_body_bytes,
             log_json=_flag(env, "LEADERLEADER_LOG_JSON", production),
             retry_intervals=_intervals(env, "LEADERLEADER_RETRY_INTERVALS"),
             migrate_on_start=_flag(env, "LEADERLEADER_MIGRATE_ON_START", True),

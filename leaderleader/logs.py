@@ -76,3 +76,9 @@ def configure_logging(settings: Settings) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = True
+    # The development server's access log prints query strings, where the webhook
+    # token travels (gunicorn's access log format leaves them out).
+    access = logging.getLogger("werkzeug")
+    for old in [f for f in access.filters if isinstance(f, Redactor)]:
+        access.removeFilter(old)
+    access.addFilter(Redactor(settings.secrets()))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from itertools import chain
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, String, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,8 +36,25 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def _cut_to_fit(session: Session, _context: Any, _instances: Any) -> None:
+    """Cut text longer than its column (a 300-character priority name from Jira).
+
+    PostgreSQL refuses such a row, and a delivery that can never be stored would be
+    retried for ever; SQLite would keep it whole. Identifiers are checked at the door.
+    """
+    for obj in chain(session.new, session.dirty):
+        for attribute in inspect(obj).mapper.column_attrs:
+            column_type = attribute.columns[0].type
+            length = column_type.length if isinstance(column_type, String) else None
+            value = getattr(obj, attribute.key)
+            if length and isinstance(value, str) and len(value) > length:
+                setattr(obj, attribute.key, value[:length])
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    event.listen(sessions, "before_flush", _cut_to_fit)
+    return sessions
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import shlex
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,7 +62,7 @@ def test_every_app_command_resolves_to_something_the_package_provides(name):
 
 
 def test_environment_names_in_compose_and_example_are_the_ones_the_code_reads():
-    read = set(re.findall(r'env(?:\.get)?\(\s*"([A-Z_]+)"|_(?:flag|int|intervals)\(env, "([A-Z_]+)"',
+    read = set(re.findall(r'env(?:\.get)?\(\s*"([A-Z_]+)"|_(?:flag|int|intervals|url)\(env, "([A-Z_]+)"',
                           (ROOT / "leaderleader" / "config.py").read_text()))
     names = {a or b for a, b in read}
     compose_env = set(compose()["x-app"]["environment"])
@@ -85,3 +89,40 @@ def test_cli_reports_a_bad_setting_in_one_line(monkeypatch):
     result = CliRunner().invoke(main, ["db", "upgrade"])
     assert result.exit_code != 0
     assert result.output.strip() == "Error: configuration: DRY_RUN must be true or false, not 'perhaps'"
+
+
+def _free_port() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
+
+
+def _run_cli(tmp_path: Path, env: dict[str, str], *words: str) -> subprocess.CompletedProcess[str]:
+    """The real command, as a user runs it, with a clean environment plus ``env``."""
+    words = tuple(_free_port() if w == "{port}" else w for w in words)
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "SYSTEMROOT")}
+    full = {**keep, "LEADERLEADER_HOME": str(tmp_path / "home"), **env}
+    return subprocess.run([sys.executable, "-m", "leaderleader", *words], env=full, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize(("env", "words", "says"), [
+    ({"DATABASE_URL": "nope://x"}, ("db", "upgrade"), "DATABASE_URL"),
+    ({"DATABASE_URL": "not a url"}, ("worker", "--burst"), "DATABASE_URL"),
+    ({"DATABASE_URL": "postgresql://ll:pw-zz9@127.0.0.1:1/x"}, ("db", "upgrade"), "database"),
+    ({"REDIS_URL": "localhost:6379"}, ("serve", "--no-worker", "--port", "{port}"), "REDIS_URL"),
+    ({"REDIS_URL": "redis://127.0.0.1:1/0"}, ("worker", "--burst"), "Redis"),
+    ({"LEADERLEADER_HOME": "/dev/null/ll"}, ("db", "upgrade"), "/dev/null/ll"),
+    ({"RULES_FILE": "missing-rules.yaml"}, ("worker", "--burst"), "missing-rules.yaml"),
+    ({"RULES_FILE": "missing-rules.yaml"}, ("serve", "--no-worker", "--port", "{port}"),
+     "missing-rules.yaml"),
+    ({"JIRA_URL": "acme.atlassian.net"}, ("db", "upgrade"), "JIRA_URL"),
+    ({"LEADERLEADER_MAX_BODY_BYTES": "-5"}, ("db", "upgrade"), "LEADERLEADER_MAX_BODY_BYTES"),
+])
+def test_cli_mistakes_end_in_one_line_not_a_traceback(tmp_path, env, words, says):
+    result = _run_cli(tmp_path, env, *words)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert says in lines[0]
+    assert "pw-zz9" not in result.stderr

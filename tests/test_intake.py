@@ -8,8 +8,8 @@ import redis
 from sqlalchemy import func, select
 
 from jobs.context import current_runtime
-from ledger.models import Delivery
-from tests.conftest import SECRET, fixture_body, post_webhook, run_worker
+from ledger.models import ApprovalWait, Delivery, StatusChange, Ticket
+from tests.conftest import SECRET, fixture_body, fixture_json, post_webhook, run_worker
 from webhooks.auth import sign, signature_problem
 
 DEPLOY = "issue_updated__cloud_deploy_handed_to_director"
@@ -174,3 +174,75 @@ def test_unknown_route_is_json_404(app):
     response = app.test_client().get("/nope")
     assert response.status_code == 404
     assert response.get_json()["status"] == 404
+
+
+def _ledger_waits(app) -> list[ApprovalWait]:
+    with app.app_context(), current_runtime().sessions() as session:
+        return list(session.scalars(select(ApprovalWait).order_by(ApprovalWait.id)))
+
+
+def test_body_in_utf16_or_utf32_is_refused_not_a_500(app):
+    text = fixture_body(DEPLOY).decode("utf-8")
+    for encoding in ("utf-16", "utf-32"):
+        assert _bad(app, text.encode(encoding)) == (400, "the body is not valid JSON")
+
+
+def test_body_with_a_utf8_byte_order_mark_is_processed(app):
+    response = post_webhook(app, b"\xef\xbb\xbf" + fixture_body(DEPLOY))
+    assert response.status_code == 202
+    run_worker(app)
+    [wait] = _ledger_waits(app)
+    assert (wait.issue_key, wait.flagged) == ("PAY-101", True)
+
+
+def test_characters_no_database_can_store_are_replaced_not_dropped(app):
+    # JSON may escape a lone surrogate or a NUL; neither fits a UTF-8 text column
+    # (PostgreSQL refuses NUL outright), so the delivery must not be accepted and then lost.
+    assert post_webhook(app, fixture_body("issue_updated__cloud_unstorable_characters")).status_code == 202
+    run_worker(app)
+    [wait] = _ledger_waits(app)
+    assert wait.ticket_snapshot["summary"] == "Deploy \ufffd billing\ufffdservice"
+    assert wait.ticket_snapshot["labels"] == ["deploy", "bill\ufffding"]
+    with app.app_context():
+        from jobs.inbox import backlog
+
+        assert backlog(current_runtime()) == {"waiting": 0, "retrying": 0}
+
+
+def test_numbers_json_does_not_allow_are_refused(app):
+    for number in (b"NaN", b"Infinity", b"-Infinity", b"1e999"):
+        body = (b'{"webhookEvent": "jira:issue_updated", "issue": {"key": "A-1", "fields": '
+                b'{"customfield_10016": ' + number + b"}}}")
+        assert _bad(app, body) == (400, "the body is not valid JSON"), number
+
+
+def test_issue_key_that_is_not_a_jira_key_is_refused(app):
+    for key in ("A" * 70 + "-1", "PAY-1/../../../rest/api/2/myself", "PAY 1", "PAY-1?x=1"):
+        payload = fixture_json(DEPLOY)
+        payload["issue"]["key"] = key
+        assert _bad(app, json.dumps(payload).encode()) == (
+            400, "'issue.key' is not a Jira issue key (like PAY-123)"), key
+
+
+def test_overlong_ids_are_refused(app):
+    payload = fixture_json("comment_created__cloud_intent")
+    payload["comment"]["id"] = "9" * 65
+    assert _bad(app, json.dumps(payload).encode()) == (400, "'comment.id' is longer than 64 characters")
+
+
+def test_overlong_jira_text_is_cut_to_fit_the_ledger(app):
+    payload = fixture_json(DEPLOY)
+    fields = payload["issue"]["fields"]
+    fields["issuetype"]["name"] = "Task"
+    fields["status"]["name"] = "Awaiting Approval"
+    fields["priority"]["name"] = "P" * 300
+    fields["reporter"]["accountId"] = "r" * 300
+    payload["changelog"]["items"][0]["fromString"] = "S" * 300
+    assert post_webhook(app, json.dumps(payload).encode()).status_code == 202
+    run_worker(app)
+    with app.app_context(), current_runtime().sessions() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.priority == "P" * 64 and ticket.reporter == "r" * 128
+        change = session.scalars(select(StatusChange)).one()
+        assert change.from_status == "S" * 128
+    assert [w.flagged for w in _ledger_waits(app)] == [True]

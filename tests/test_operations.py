@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -130,9 +139,13 @@ def test_secrets_never_reach_the_logs(make_app, fake_jira, capfd, caplog):
             json.loads(line)  # production log lines are JSON
 
 
+def _containers(children: st.SearchStrategy) -> st.SearchStrategy:
+    return st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    _containers,
     max_leaves=20,
 )
 known = st.sampled_from(["jira:issue_updated", "jira:issue_created", "jira:issue_deleted",
@@ -180,3 +193,69 @@ def test_a_delivery_that_cannot_be_processed_waits_for_another_try(make_app, tmp
     with app.app_context(), current_runtime().sessions() as session:
         assert session.scalars(select(ApprovalWait)).one().flagged
         assert backlog(current_runtime()) == {"waiting": 0, "retrying": 0}
+
+
+def test_serve_keeps_the_webhook_token_out_of_its_access_log(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env.update(LEADERLEADER_HOME=str(tmp_path / "home"), JIRA_WEBHOOK_TOKEN="tok-SECRET-321")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "leaderleader", "serve", "--no-worker", "--port", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/webhooks/jira?token=tok-SECRET-321"
+        request = urllib.request.Request(url, data=b'{"webhookEvent": "worklog_created"}',
+                                         headers={"Content-Type": "application/json"})
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    assert response.status == 200
+                break
+            except (ConnectionError, urllib.error.URLError):
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert "POST /webhooks/jira" in err
+    assert "tok-SECRET-321" not in out + err
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][:1] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads children from /proc")
+def test_serve_stopped_by_sigterm_stops_its_worker(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env.update(LEADERLEADER_HOME=str(tmp_path / "home"))
+    server = subprocess.Popen([sys.executable, "-m", "leaderleader", "serve", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children: set[int] = set()
+    try:
+        deadline = time.monotonic() + 30
+        while not children:
+            assert time.monotonic() < deadline, "serve did not start its worker"
+            time.sleep(0.2)
+            for task in Path(f"/proc/{server.pid}/task").iterdir():  # the keeper thread starts it
+                children |= {int(pid) for pid in (task / "children").read_text().split()}
+        server.terminate()  # what a process manager or `docker stop` sends
+        assert server.wait(timeout=30) == 0
+        deadline = time.monotonic() + 20
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in children)
+    finally:
+        if server.poll() is None:
+            server.kill()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from jobs.context import current_runtime
+from jobs.process import is_intent
 from ledger.models import ApprovalWait, Comment, Intent
 from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
 from tests.fakejira import FakeJira
@@ -212,3 +214,72 @@ def test_the_whole_comment_a_user_sees(make_app):
     expected = (Path(__file__).parent / "fixtures" / "comments" / f"{DEPLOY}.txt").read_text()
     date = proceed_on(wait.started_at, load_rules(EXAMPLE_RULES)).isoformat()
     assert comment.body + "\n" == expected.replace("{proceed_on}", date)
+
+
+def test_server_comment_events_inside_issue_updated(make_app):
+    app = make_app()
+    for name in ("issue_updated__server_handed_to_director",
+                 "issue_updated__server_commented_italic_intent",
+                 "issue_updated__server_comment_deleted_intent"):
+        assert post_webhook(app, fixture_body(name)).status_code == 202
+    run_worker(app)
+    [wait] = waits(app)
+    with app.app_context(), current_runtime().sessions() as session:
+        intents = session.scalars(select(Intent)).all()
+    # the deleted comment is not an intent; the italic one is
+    assert [(i.jira_comment_id, i.wait_id, i.author_handle) for i in intents] == [
+        ("50002", wait.id, "carol")
+    ]
+
+
+@pytest.mark.parametrize("body", [
+    "I intend to ship", "i INTEND to ship", "bq. I intend to ship", "{quote}I intend to ship{quote}",
+    "{quote:title=Plan}I intend to ship{quote}", "*I intend to* ship", "_I intend to_ ship",
+    "_I intend to_", "> I intend to ship", "h3. I intend to ship", "  \n I intend to ship",
+    "{panel:title=x}I intend to ship{panel}", "+I intend to+ ship", "-I intend to-", "I intend to\u2026",
+])
+def test_intents_after_quoting_and_markup(body):
+    assert is_intent(body)
+
+
+@pytest.mark.parametrize("body", [
+    "I intend toast", "Do I intend to ship?", "We intend to ship", "I intended to ship", "",
+])
+def test_not_intents(body):
+    assert not is_intent(body)
+
+
+def test_late_entry_of_an_episode_that_a_later_one_followed_gets_no_comment(make_app, fake_jira):
+    seed(fake_jira, DEPLOY)
+    app = jira_app(make_app, fake_jira)
+    post_webhook(app, fixture_body("issue_updated__cloud_deploy_back_in_approval"))
+    run_worker(app)
+    # the first episode's entry arrives after the second one's; its exit is still on the way
+    post_webhook(app, fixture_body(DEPLOY))
+    run_worker(app)
+    first, second = sorted(waits(app), key=lambda w: w.started_at)
+    assert first.ended_at is not None and first.ended_at <= second.started_at
+    assert second.ended_at is None
+    assert len(fake_jira.comments("PAY-101")) == 1
+    # the exit, when it comes, gives the first episode its real end
+    post_webhook(app, fixture_body("issue_updated__cloud_leaves_approval"))
+    run_worker(app)
+    first, second = sorted(waits(app), key=lambda w: w.started_at)
+    assert (first.ended_at - first.started_at).total_seconds() == 3 * 3600
+    assert second.ended_at is None
+
+
+def test_late_entry_of_a_ticket_known_to_have_moved_on_gets_no_comment(make_app, fake_jira):
+    seed(fake_jira, DEPLOY)
+    app = jira_app(make_app, fake_jira)
+    post_webhook(app, fixture_body("issue_updated__cloud_labels_edited_when_done"))
+    run_worker(app)
+    post_webhook(app, fixture_body(DEPLOY))  # happened 4 hours before the edit
+    run_worker(app)
+    [wait] = waits(app)
+    assert wait.ended_at is not None and (wait.ended_at - wait.started_at).total_seconds() <= 4 * 3600
+    assert fake_jira.comments("PAY-101") == []
+    post_webhook(app, fixture_body("issue_updated__cloud_leaves_approval"))
+    run_worker(app)
+    [wait] = waits(app)
+    assert (wait.ended_at - wait.started_at).total_seconds() == 3 * 3600

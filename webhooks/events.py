@@ -8,6 +8,8 @@ comment events with a cut-down issue or none at all, ``null`` everywhere.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +46,14 @@ IGNORED_EVENTS = frozenset(
 )
 
 _COMMENT_SELF = re.compile(r"/issue/(?P<issue>[^/]+)/comment/")
+#: Jira issue keys: a project key (letters, digits, underscores) and a number. The key
+#: ends up in Jira API paths, so anything else is refused at the door.
+_ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*-[0-9]+")
+MAX_KEY_LENGTH = 64
+MAX_ID_LENGTH = 64
+#: A JSON escape of a NUL or of a surrogate: text no database column can hold as sent.
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class PayloadError(ValueError):
@@ -112,6 +122,66 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text} is too large")
+    return number
+
+
+def _storable(value: Any) -> Any:
+    """The value with NULs and lone surrogates replaced by U+FFFD (they cannot be stored)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    return value
+
+
+def decode_body(raw: bytes | str) -> Any:
+    """The decoded JSON of a delivery, as the intake and the worker both read it.
+
+    JSON on the wire is UTF-8 (a leading byte order mark is tolerated); NaN, Infinity
+    and numbers too large for a float are not JSON and no database accepts them. A NUL
+    or a lone surrogate escaped in a string is valid JSON but cannot be stored, so it
+    is replaced rather than letting the delivery fail in the worker.
+    """
+    try:
+        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw.removeprefix("\ufeff")
+        payload = json.loads(text, parse_constant=_not_json, parse_float=_finite)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise PayloadError("the body is not valid JSON") from None
+    encoded = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    if _UNSTORABLE_ESCAPE.search(encoded):
+        try:
+            payload = _storable(payload)
+        except RecursionError:
+            raise PayloadError("the body is nested too deeply") from None
+    return payload
+
+
+def _identifier(value: Any, what: str) -> str | None:
+    text = _text(value)
+    if text is not None and len(text) > MAX_ID_LENGTH:
+        raise PayloadError(f"{what} is longer than {MAX_ID_LENGTH} characters")
+    return text
+
+
+def _issue_key(issue: dict[str, Any]) -> str:
+    key = issue.get("key")
+    if not isinstance(key, str) or not key:
+        raise PayloadError("'issue.key' is missing or not a string")
+    if len(key) > MAX_KEY_LENGTH or not _ISSUE_KEY.fullmatch(key):
+        raise PayloadError("'issue.key' is not a Jira issue key (like PAY-123)")
+    return key
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
@@ -164,7 +234,7 @@ def field_changes(changelog: Any) -> tuple[FieldChange, ...]:
 
 def _comment(event: str, at: datetime, raw: Any, issue: Any) -> CommentPosted:
     comment = _object(raw, "'comment'")
-    comment_id = _text(comment.get("id"))
+    comment_id = _identifier(comment.get("id"), "'comment.id'")
     if not comment_id:
         raise PayloadError("'comment.id' is missing")
     body = comment.get("body")
@@ -175,14 +245,14 @@ def _comment(event: str, at: datetime, raw: Any, issue: Any) -> CommentPosted:
     key = None
     ticket = None
     if isinstance(issue, dict):
-        issue_id = _text(issue.get("id"))
-        key = _text(issue.get("key"))
-        if key:
+        issue_id = _identifier(issue.get("id"), "'issue.id'")
+        if issue.get("key") is not None:
+            key = _issue_key(issue)
             ticket = ticket_from_issue(issue)
     if issue_id is None:
         # Server/DC comment events may omit the issue: its id is in the comment's URL.
         match = _COMMENT_SELF.search(_text(comment.get("self")) or "")
-        issue_id = match.group("issue") if match else None
+        issue_id = _identifier(match.group("issue"), "'comment.self'") if match else None
     return CommentPosted(
         event=event,
         at=at,
@@ -205,18 +275,20 @@ def parse_event(payload: Any, *, received_at: datetime | None = None) -> Event:
 
     if name in ISSUE_EVENTS:
         issue = _object(payload.get("issue"), "'issue'")
-        if not isinstance(issue.get("key"), str) or not issue["key"]:
-            raise PayloadError("'issue.key' is missing or not a string")
+        _issue_key(issue)
         if issue.get("fields") is not None and not isinstance(issue.get("fields"), dict):
             raise PayloadError("'issue.fields' must be an object")
         comment = None
-        if payload.get("comment") is not None:
+        # Server/DC reports comments inside jira:issue_updated too, a deleted one included:
+        # that one is not something said on the ticket any more.
+        deleted = payload.get("issue_event_type_name") == "issue_comment_deleted"
+        if payload.get("comment") is not None and not deleted:
             comment = _comment("comment_created", at, payload["comment"], issue)
         return IssueChanged(
             event=name,
             at=at,
             ticket=ticket_from_issue(issue),
-            issue_id=_text(issue.get("id")),
+            issue_id=_identifier(issue.get("id"), "'issue.id'"),
             actor=user_id(payload.get("user") if isinstance(payload.get("user"), dict) else None),
             changes=field_changes(payload.get("changelog")),
             comment=comment,
@@ -225,10 +297,7 @@ def parse_event(payload: Any, *, received_at: datetime | None = None) -> Event:
         return _comment(name, at, payload.get("comment"), payload.get("issue"))
     if name in DELETE_EVENTS:
         issue = _object(payload.get("issue"), "'issue'")
-        key = _text(issue.get("key"))
-        if not key:
-            raise PayloadError("'issue.key' is missing or not a string")
-        return IssueDeleted(event=name, at=at, key=key)
+        return IssueDeleted(event=name, at=at, key=_issue_key(issue))
     reason = "known event, not used" if name in IGNORED_EVENTS else "unknown event"
     issue = payload.get("issue")
     key = _text(issue.get("key")) if isinstance(issue, dict) else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +14,7 @@ from jobs.context import current_runtime
 from jobs.inbox import accept
 from leaderleader.metrics import count
 from webhooks.auth import signature_problem, token_problem
-from webhooks.events import Ignored, PayloadError, parse_event
+from webhooks.events import Ignored, PayloadError, decode_body, parse_event
 
 bp = Blueprint("intake", __name__)
 log = logging.getLogger("leaderleader.web")
@@ -65,11 +64,10 @@ def receive() -> Any:
         count(runtime.redis, "deliveries", "rejected")
         return _error(415, "send the webhook as application/json")
     try:
-        payload = json.loads(body)
         received = datetime.now(UTC).replace(tzinfo=None)
-        event = parse_event(payload, received_at=received)
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        message = str(error) if isinstance(error, PayloadError) else "the body is not valid JSON"
+        event = parse_event(decode_body(body), received_at=received)
+    except PayloadError as error:
+        message = str(error)
         log.info("jira.delivery.rejected", extra={"reason": message})
         count(runtime.redis, "deliveries", "rejected")
         return _error(400, message)
@@ -80,7 +78,8 @@ def receive() -> Any:
         count(runtime.redis, "deliveries", "ignored")
         return jsonify(status="ignored", reason=event.reason, delivery=delivery_id), 200
     try:
-        fresh = accept(runtime, delivery_id, body.decode("utf-8"), received.isoformat())
+        text = body.decode("utf-8-sig")  # decode_body checked it is UTF-8
+        fresh = accept(runtime, delivery_id, text, received.isoformat())
     except redis.RedisError:
         log.error("jira.delivery.queue_unavailable", extra=extra)
         return _error(503, "queue unavailable; retry later", **{"Retry-After": "30"})

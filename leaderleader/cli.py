@@ -79,7 +79,7 @@ def serve(host: str, port: int, worker: bool) -> None:
     """Run the webhook service (and, by default, a worker beside it)."""
     from werkzeug.serving import run_simple
 
-    from leaderleader.runtime import Runtime
+    from leaderleader.runtime import Runtime, stop_embedded_redis
     from webhooks.app import create_app
 
     settings = Settings.from_env()
@@ -93,7 +93,7 @@ def serve(host: str, port: int, worker: bool) -> None:
     mode = "dry-run" if runtime.dry_run() else f"posting to {settings.jira_url}"
     click.echo(f"leaderleader on http://{host}:{port} ({mode}; rules {settings.rules_file})")
     # A process manager stops us with SIGTERM: exit through the finally below, so the
-    # worker is stopped too (and the embedded Redis, at exit), instead of orphaning them.
+    # worker and the embedded Redis are stopped too, instead of orphaning them.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     stop = threading.Event()
     keeper = threading.Thread(target=_keep_worker, args=(redis_url, stop), daemon=True)
@@ -105,6 +105,7 @@ def serve(host: str, port: int, worker: bool) -> None:
         stop.set()
         if worker:
             keeper.join(timeout=15)
+        stop_embedded_redis(runtime.redis)
 
 
 def _keep_worker(redis_url: str, stop: threading.Event) -> None:

@@ -117,14 +117,15 @@ def test_worker_killed_after_jira_took_the_comment_posts_it_once(make_app, fake_
     url = os.environ.get("REDIS_URL") or "unix://" + redis_conn.socket_file
     worker = subprocess.Popen([sys.executable, "-m", "leaderleader", "worker"], cwd=ROOT,
                               env=_worker_env(runtime.settings, url, fake_jira.url),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while not fake_jira.comments("PAY-101") and time.monotonic() < deadline:
             time.sleep(0.1)
         assert fake_jira.comments("PAY-101"), "the worker never reached Jira"
     finally:
-        worker.send_signal(signal.SIGKILL)
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker and its scheduler child die at once
         worker.wait(timeout=10)
     time.sleep(2.5)  # the dead worker's hold on the comment expires
     with app.app_context():

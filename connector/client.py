@@ -140,7 +140,8 @@ class JiraConnector:
         Found by its comment property, or by the invisible ``{anchor}`` our comments end
         with (for sites or proxies that drop comment properties).
         """
-        anchor = anchor_for(marker)
+        # Only at the very end, as we write it: a reply quoting our comment is not ours.
+        anchor = f"{{anchor:{anchor_for(marker)}}}"
         start = 0
         while True:
             page = self._request(
@@ -149,7 +150,7 @@ class JiraConnector:
             ) or {}
             comments = page.get("comments") or []
             for comment in comments:
-                if anchor in str(comment.get("body") or ""):
+                if str(comment.get("body") or "").rstrip().endswith(anchor):
                     return str(comment.get("id"))
                 for prop in comment.get("properties") or []:
                     value = prop.get("value") if isinstance(prop, dict) else None

@@ -201,6 +201,14 @@ def test_marker_survives_a_jira_that_drops_comment_properties(jira):
     assert client.find_marked_comment("PAY-1", "leaderleader:flag:PAY-1:2") is None
 
 
+def test_a_reply_quoting_our_comment_is_not_taken_for_it(jira):
+    jira.drop_properties = True
+    client = connector(jira)
+    quoted = "{quote}hello\n{anchor:leaderleader-flag-PAY-1-1}{quote}\nI intend to ship it."
+    client.post_comment("PAY-1", quoted, "someone-else")
+    assert client.find_marked_comment("PAY-1", "leaderleader:flag:PAY-1:1") is None
+
+
 def test_a_jira_that_refuses_properties_gets_the_body_alone(jira):
     jira.reject_properties = True
     client = connector(jira)

@@ -114,12 +114,17 @@ def drain_inbox(batch: int = DRAIN_BATCH) -> int:
 
 
 def requeue_failed(runtime: Runtime) -> int:
-    """Put deliveries whose processing failed back into the inbox (the scheduler calls this)."""
+    """Put deliveries whose processing failed back into the inbox; returns how many.
+
+    The scheduler calls this every round. It also queues a drain job whenever the inbox
+    is not empty, so no delivery waits there for ever because the job meant for it was
+    never queued (Redis failed just after accepting it) or was lost.
+    """
     retry = inbox_key(runtime) + ":retry"
     moved = 0
     while runtime.redis.lmove(retry, inbox_key(runtime), "LEFT", "RIGHT") is not None:
         moved += 1
-    if moved:
+    if runtime.redis.llen(inbox_key(runtime)):
         enqueue_drain(runtime)
     return moved
 

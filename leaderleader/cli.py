@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 import subprocess
@@ -99,6 +100,7 @@ def serve(host: str, port: int, worker: bool) -> None:
     keeper = threading.Thread(target=_keep_worker, args=(redis_url, stop), daemon=True)
     if worker:
         keeper.start()
+        threading.Thread(target=_schedule, args=(app, stop), daemon=True).start()
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
@@ -106,6 +108,18 @@ def serve(host: str, port: int, worker: bool) -> None:
         if worker:
             keeper.join(timeout=15)
         stop_embedded_redis(runtime.redis)
+
+
+def _schedule(app: Any, stop: threading.Event, every: float = 60.0) -> None:
+    """The scheduler's rounds beside the embedded worker (reminders, anything left behind)."""
+    from jobs.rounds import run_round
+
+    while not stop.wait(every):
+        try:
+            with app.app_context():
+                run_round()
+        except Exception:  # noqa: BLE001 - a failed round is retried on the next
+            logging.getLogger("leaderleader.scheduler").exception("scheduler.round.failed")
 
 
 def _keep_worker(redis_url: str, stop: threading.Event) -> None:
@@ -147,20 +161,17 @@ def scheduler(every: int, once: bool) -> None:
     """Queue due reminders; re-queue comments left pending and deliveries that failed."""
     import time
 
-    from jobs.comments import queue_reminders, requeue_pending
     from jobs.context import current_runtime
-    from jobs.inbox import requeue_failed
+    from jobs.rounds import run_round
     from webhooks.app import create_app
 
     app = create_app()
     with app.app_context():
         require_rules(current_runtime().settings)
         while True:
-            reminders, pending = queue_reminders(), requeue_pending()
-            retried = requeue_failed(current_runtime())
-            if reminders or pending or retried or once:
-                click.echo(f"queued {reminders} reminder(s), re-queued {pending} pending "
-                           f"comment(s) and {retried} failed deliver(ies)")
+            done = run_round()
+            if done or once:
+                click.echo(str(done))
             if once:
                 return
             time.sleep(every)

@@ -170,3 +170,26 @@ def test_two_workers_racing_on_one_comment_post_it_once(make_app, fake_jira, red
     with app.app_context(), current_runtime().sessions() as session:
         row = session.scalars(select(Comment)).one()
     assert row.state == "posted"
+
+
+def test_a_delivery_whose_drain_job_was_never_queued_is_picked_up_by_the_next_round(make_app):
+    """Redis failed between accepting a delivery and queuing its job: the scheduler sees to it."""
+    from jobs.inbox import backlog
+    from jobs.rounds import run_round
+
+    app = make_app()
+    assert post_webhook(app, fixture_body(DEPLOY), delivery="accepted-then-redis-failed").status_code == 202
+    with app.app_context():
+        runtime = current_runtime()
+        runtime.queue.empty()  # the drain job that should have followed is not there
+        retry = post_webhook(app, fixture_body(DEPLOY), delivery="accepted-then-redis-failed", retry=1)
+        assert retry.status_code == 200  # Jira's retry is a duplicate: nothing new queued
+    run_worker(app)
+    with app.app_context():
+        assert backlog(current_runtime())["waiting"] == 1
+        assert str(run_round()).startswith("queued 0 reminder(s)")
+    run_worker(app)
+    with app.app_context(), current_runtime().sessions() as session:
+        assert backlog(current_runtime()) == {"waiting": 0, "retrying": 0}
+        assert session.scalars(select(Delivery.delivery_id)).one() == "accepted-then-redis-failed"
+        assert session.scalars(select(Comment)).one().state == "dry_run"

@@ -4,6 +4,8 @@ Retries, deliberately: the library's session already retries 429 and 503 (honour
 ``Retry-After``) and connection errors, ``max_retries`` times. We keep that for reads.
 For the comment POST we switch it off: a POST whose answer was lost may have been
 processed, and only the caller (which looks for its marker first) can retry it safely.
+A 429, though, says Jira took nothing: that POST is repeated here, after the
+``Retry-After`` Jira asked for (or a jittered backoff), ``max_retries`` times.
 Everything else that fails is raised as TransientJiraError (the job retries it with
 backoff) or PermanentJiraError (recorded as failed, never retried).
 """
@@ -11,7 +13,9 @@ backoff) or PermanentJiraError (recorded as failed, never retried).
 from __future__ import annotations
 
 import json
+import random
 import re
+import time
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -176,18 +180,31 @@ class JiraConnector:
         doing = f"posting a comment on {key}"
         try:
             try:
-                created = self._request("POST", f"/rest/api/2/issue/{key}/comment", doing,
-                                        data=json.dumps(payload)) or {}
+                created = self._post_unless_limited(key, payload, doing)
             except PermanentJiraError as error:
                 if error.status != 400:
                     raise
-                created = self._request("POST", f"/rest/api/2/issue/{key}/comment", doing,
-                                        data=json.dumps({"body": text})) or {}
+                created = self._post_unless_limited(key, {"body": text}, doing)
         finally:
             session.max_retries = saved  # type: ignore[attr-defined]
         if "id" not in created:
             raise TransientJiraError(f"posting a comment on {key}: Jira's answer had no id")
         return str(created["id"])
+
+    def _post_unless_limited(self, key: str, payload: dict[str, Any], doing: str) -> Any:
+        """POST a comment, waiting out rate limits (429: nothing was stored) in between."""
+        for attempt in range(self._max_retries + 1):
+            try:
+                return self._request("POST", f"/rest/api/2/issue/{key}/comment", doing,
+                                     data=json.dumps(payload)) or {}
+            except TransientJiraError as error:
+                if error.status != 429 or attempt == self._max_retries:
+                    raise
+                backoff = error.retry_after
+                if backoff is None:
+                    backoff = 2 ** attempt * random.uniform(0.5, 1.5)
+                time.sleep(min(backoff, self._max_retry_delay))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- issues and history ---------------------------------------------------------
     def _complete_changelog(self, issue: dict[str, Any]) -> dict[str, Any]:

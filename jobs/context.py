@@ -7,6 +7,8 @@ the queue, the rules and Jira on ``current_app``.
 
 from __future__ import annotations
 
+import random
+
 from flask import current_app
 from rq import Retry
 from rq.job import Job
@@ -21,7 +23,12 @@ def current_runtime() -> Runtime:
 
 
 def _retry(runtime: Runtime) -> Retry:
-    intervals = list(runtime.settings.retry_intervals)
+    """rq's retries at the configured intervals, each jittered by ±20% per job.
+
+    The jitter spreads the retries of many jobs that failed together (a Jira outage)
+    instead of sending them back all at once.
+    """
+    intervals = [round(i * random.uniform(0.8, 1.2)) for i in runtime.settings.retry_intervals]
     return Retry(max=len(intervals), interval=intervals)
 
 

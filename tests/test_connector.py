@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import select
 
@@ -142,7 +144,17 @@ def test_429_then_success_posts_one_comment(make_app, fake_jira):
     run_worker(app)
     assert len(fake_jira.comments("PAY-101")) == 1
     row = _comment_row(app)
-    assert (row.state, row.attempts) == ("posted", 2)
+    assert (row.state, row.attempts) == ("posted", 1)  # waited out in the same attempt
+    assert fake_jira.count("POST", r"/comment$") == 2
+
+
+def test_429_on_the_post_waits_the_retry_after_jira_asked_for(jira):
+    client = connector(jira)
+    jira.fail_next("POST", r"/comment$", 429, times=2, headers={"Retry-After": "1"})
+    started = time.monotonic()
+    client.post_comment("PAY-1", "hello", "m-429")
+    assert time.monotonic() - started >= 2.0
+    assert len(jira.comments("PAY-1")) == 1 and jira.count("POST", r"/comment$") == 3
 
 
 def test_500s_then_success(make_app, fake_jira):
@@ -230,3 +242,17 @@ def test_a_jira_that_cannot_list_comments_still_gets_the_comment(make_app, fake_
     run_worker(app)
     assert len(fake_jira.comments("PAY-101")) == 1
     assert _comment_row(app).state == "posted"
+
+
+def test_retries_of_failed_jobs_are_spread_out(make_app):
+    """Jobs that failed together (a Jira outage) do not all come back at the same moment."""
+    from jobs.context import enqueue_comment
+
+    app = make_app(retry_intervals=(100, 1000))
+    with app.app_context():
+        runtime = current_runtime()
+        jobs = [enqueue_comment(runtime, comment_id) for comment_id in range(1, 21)]
+    schedules = {tuple(job.retry_intervals) for job in jobs}
+    assert all(80 <= first <= 120 and 800 <= second <= 1200 for first, second in schedules)
+    assert len(schedules) > 1
+    assert all(job.retries_left == 2 for job in jobs)

@@ -19,6 +19,7 @@ from webhooks.events import Ignored, PayloadError, decode_body, parse_event
 bp = Blueprint("intake", __name__)
 log = logging.getLogger("leaderleader.web")
 
+
 def _error(status: int, message: str, **headers: str) -> Any:
     return jsonify(error=message, status=status), status, headers
 

@@ -15,12 +15,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector.history import approval_episodes, jira_time
+from connector.history import Episode, approval_episodes, jira_time
 from connector.shapes import ticket_from_issue
 from jobs.waits import close_wait, open_wait, record_change, snapshot_ticket, update_ticket
 from ledger.models import ApprovalWait, Ticket
 from rules.engine import evaluate
 from rules.model import Rules, Verdict
+from rules.model import Ticket as TicketView
 
 
 @dataclass
@@ -47,14 +48,10 @@ def import_issue(session: Session, issue: dict[str, Any], rules: Rules) -> tuple
         session.add(ticket)
         session.flush()
     waits = flagged = 0
-    for episode in approval_episodes(issue, rules.waiting.statuses):
+    approver_field = rules.waiting.approver_field
+    for episode in approval_episodes(issue, rules.waiting.statuses, approver_field):
         record_change(session, ticket, episode.started_at, None, episode.status, enters=True)
-        view = replace(
-            snapshot,
-            status=episode.status,
-            assignee=episode.approver_assignee or snapshot.assignee,
-            assignee_before_approval=episode.assignee_before,
-        )
+        view = episode_view(snapshot, episode, approver_field)
         verdict = evaluate(rules, view)
         wait = open_wait(session, ticket, episode.started_at, view, verdict, rules, source="backfill")
         if episode.ended_at is not None:
@@ -65,6 +62,23 @@ def import_issue(session: Session, issue: dict[str, Any], rules: Rules) -> tuple
             flagged += int(verdict.flagged)
     update_ticket(ticket, snapshot, str(issue.get("id") or "") or None, updated)
     return waits, flagged
+
+
+def episode_view(snapshot: TicketView, episode: Episode, approver_field: str | None) -> TicketView:
+    """The ticket as it stood when the wait began: its status, assignee and approver field then."""
+    fields = dict(snapshot.fields)
+    if approver_field:
+        fields.pop(approver_field, None)
+        if episode.approvers:
+            fields[approver_field] = episode.approvers
+    return replace(
+        snapshot,
+        status=episode.status,
+        status_id=episode.status_id,
+        assignee=episode.approver_assignee or snapshot.assignee,
+        assignee_before_approval=episode.assignee_before,
+        fields=fields,
+    )
 
 
 def backfill(

@@ -7,6 +7,8 @@ database work, and every wait is keyed by (ticket, start) so nothing doubles.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -105,19 +107,27 @@ def backfill(
 
 
 def since_clause(since: str | None) -> str:
-    """``90d`` -> ``updated >= -90d`` (JQL's own relative date syntax)."""
+    """``90d`` -> ``updated >= -90d`` (JQL's own relative date syntax), normalised."""
     if not since:
         return ""
-    return f"updated >= -{since}"
+    return f"updated >= -{since.strip().lower()}"
+
+
+#: ten thousand years: further back than any Jira, and inside what a datetime can hold
+_LONGEST = timedelta(days=3_650_000)
 
 
 def parse_since(value: str) -> timedelta:
     """``90d``, ``12w``, ``36h`` -> a timedelta; ValueError with a readable message otherwise."""
     units = {"w": 7 * 24, "d": 24, "h": 1}
     text = value.strip().lower()
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+    # ASCII digits only: str.isdigit() also takes '²' and other scripts' digits, which JQL does not
+    if not re.fullmatch(r"[0-9]{1,9}[wdh]", text):
         raise ValueError(f"--since must look like 90d, 12w or 36h, not {value!r}")
-    return timedelta(hours=int(text[:-1]) * units[text[-1]])
+    span = timedelta(hours=int(text[:-1]) * units[text[-1]])
+    if span > _LONGEST:
+        raise ValueError(f"--since {value.strip()} reaches back further than any Jira history")
+    return span
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ backoff) or PermanentJiraError (recorded as failed, never retried).
 
 from __future__ import annotations
 
+import html
 import json
 import random
 import re
@@ -43,18 +44,26 @@ def _retry_after(response: Any) -> float | None:
         return None
 
 
+def _one_line(text: str) -> str:
+    """An HTML error page (a proxy's, Tomcat's) or multi-line text as one short line."""
+    if "<" in text and ">" in text:
+        text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", text)
+        text = html.unescape(re.sub(r"<[^>]*>", " ", text))
+    return " ".join(text.split())[:300]
+
+
 def _reason(text: str | None) -> str:
-    """Jira's own error message, short (its bodies are JSON with errorMessages)."""
+    """Jira's own error message, short and on one line (its bodies are JSON with errorMessages)."""
     try:
         data = json.loads(text or "")
         messages = list(data.get("errorMessages") or []) + [
             f"{k}: {v}" for k, v in (data.get("errors") or {}).items()
         ]
         if messages:
-            return "; ".join(str(m) for m in messages)[:300]
+            return _one_line("; ".join(str(m) for m in messages))
     except (ValueError, AttributeError):
         pass
-    return (text or "").strip()[:300]
+    return _one_line(text or "")
 
 
 class JiraConnector:
@@ -122,10 +131,16 @@ class JiraConnector:
     @property
     def deployment(self) -> Deployment:
         """Cloud or Server/Data Center, from serverInfo unless configured (DC reports Server)."""
+        return self._detect_deployment(strict=False)
+
+    def _detect_deployment(self, *, strict: bool) -> Deployment:
+        """``strict``: a Jira that gives no answer at all is an error, not a reason to guess."""
         if self._deployment is None:
             try:
                 info = self._request("GET", "/rest/api/2/serverInfo", "reading serverInfo") or {}
-            except JiraError:
+            except JiraError as error:
+                if strict and getattr(error, "status", None) is None:
+                    raise  # unreachable: guessing on would only wait out the same retries again
                 info = {}
             kind = str(info.get("deploymentType") or "").lower()
             if kind in ("cloud", "server", "datacenter"):
@@ -259,7 +274,7 @@ class JiraConnector:
         """
         params: dict[str, Any] = {"jql": jql, "maxResults": page_size, "fields": "*all",
                                   "expand": "changelog"}
-        if self.deployment == "cloud":
+        if self._detect_deployment(strict=True) == "cloud":
             token: str | None = None
             while True:
                 page = self._request("GET", "/rest/api/2/search/jql", "searching",

@@ -7,6 +7,8 @@ database work, and every wait is keyed by (ticket, start) so nothing doubles.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -15,12 +17,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector.history import approval_episodes, jira_time
+from connector.history import Episode, approval_episodes, jira_time
 from connector.shapes import ticket_from_issue
 from jobs.waits import close_wait, open_wait, record_change, snapshot_ticket, update_ticket
 from ledger.models import ApprovalWait, Ticket
 from rules.engine import evaluate
 from rules.model import Rules, Verdict
+from rules.model import Ticket as TicketView
 
 
 @dataclass
@@ -47,14 +50,10 @@ def import_issue(session: Session, issue: dict[str, Any], rules: Rules) -> tuple
         session.add(ticket)
         session.flush()
     waits = flagged = 0
-    for episode in approval_episodes(issue, rules.waiting.statuses):
+    approver_field = rules.waiting.approver_field
+    for episode in approval_episodes(issue, rules.waiting.statuses, approver_field):
         record_change(session, ticket, episode.started_at, None, episode.status, enters=True)
-        view = replace(
-            snapshot,
-            status=episode.status,
-            assignee=episode.approver_assignee or snapshot.assignee,
-            assignee_before_approval=episode.assignee_before,
-        )
+        view = episode_view(snapshot, episode, approver_field)
         verdict = evaluate(rules, view)
         wait = open_wait(session, ticket, episode.started_at, view, verdict, rules, source="backfill")
         if episode.ended_at is not None:
@@ -65,6 +64,23 @@ def import_issue(session: Session, issue: dict[str, Any], rules: Rules) -> tuple
             flagged += int(verdict.flagged)
     update_ticket(ticket, snapshot, str(issue.get("id") or "") or None, updated)
     return waits, flagged
+
+
+def episode_view(snapshot: TicketView, episode: Episode, approver_field: str | None) -> TicketView:
+    """The ticket as it stood when the wait began: its status, assignee and approver field then."""
+    fields = dict(snapshot.fields)
+    if approver_field:
+        fields.pop(approver_field, None)
+        if episode.approvers:
+            fields[approver_field] = episode.approvers
+    return replace(
+        snapshot,
+        status=episode.status,
+        status_id=episode.status_id,
+        assignee=episode.approver_assignee or snapshot.assignee,
+        assignee_before_approval=episode.assignee_before,
+        fields=fields,
+    )
 
 
 def backfill(
@@ -91,19 +107,27 @@ def backfill(
 
 
 def since_clause(since: str | None) -> str:
-    """``90d`` -> ``updated >= -90d`` (JQL's own relative date syntax)."""
+    """``90d`` -> ``updated >= -90d`` (JQL's own relative date syntax), normalised."""
     if not since:
         return ""
-    return f"updated >= -{since}"
+    return f"updated >= -{since.strip().lower()}"
+
+
+#: ten thousand years: further back than any Jira, and inside what a datetime can hold
+_LONGEST = timedelta(days=3_650_000)
 
 
 def parse_since(value: str) -> timedelta:
     """``90d``, ``12w``, ``36h`` -> a timedelta; ValueError with a readable message otherwise."""
     units = {"w": 7 * 24, "d": 24, "h": 1}
     text = value.strip().lower()
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+    # ASCII digits only: str.isdigit() also takes '²' and other scripts' digits, which JQL does not
+    if not re.fullmatch(r"[0-9]{1,9}[wdh]", text):
         raise ValueError(f"--since must look like 90d, 12w or 36h, not {value!r}")
-    return timedelta(hours=int(text[:-1]) * units[text[-1]])
+    span = timedelta(hours=int(text[:-1]) * units[text[-1]])
+    if span > _LONGEST:
+        raise ValueError(f"--since {value.strip()} reaches back further than any Jira history")
+    return span
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,7 @@ def _ticket_from_jira(settings: Settings, rules_: Rules, key: str) -> Ticket:
         issue = jira.fetch_issue(key)
     except JiraError as error:
         raise click.ClickException(f"cannot fetch {key} from Jira: {error}") from None
-    episodes = approval_episodes(issue, rules_.waiting.statuses)
+    episodes = approval_episodes(issue, rules_.waiting.statuses, rules_.waiting.approver_field)
     before = episodes[-1].assignee_before if episodes and episodes[-1].ended_at is None else None
     return ticket_from_issue(issue, assignee_before_approval=before)
 

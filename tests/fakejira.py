@@ -34,10 +34,15 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     after_processing: bool = False
     delay: float = 0.0
+    body: str | None = None  # a non-JSON body (a proxy's or Tomcat's HTML page)
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    response = jsonify(errorMessages=[message], errors={})
+def _error(status: int, message: str, headers: dict[str, str] | None = None,
+           body: str | None = None) -> Response:
+    if body is not None:
+        response = Response(body, content_type="text/html;charset=UTF-8")
+    else:
+        response = jsonify(errorMessages=[message], errors={})
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -61,6 +66,7 @@ class FakeJira:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
+        self.jqls: list[str] = []  # the JQL of every search, as sent
         self.posted_at: dict[str, float] = {}  # comment id -> when it was stored (epoch s)
         self.url = ""
         self._server: Any = None
@@ -79,10 +85,10 @@ class FakeJira:
 
     def fail_next(self, method: str, path_regex: str, status: int, times: int = 1,
                   headers: dict[str, str] | None = None, after_processing: bool = False,
-                  delay: float = 0.0) -> None:
+                  delay: float = 0.0, body: str | None = None) -> None:
         """Answer the next matching calls with ``status`` (0: the normal answer) after ``delay``."""
         self._faults.append(Fault(method.upper(), re.compile(path_regex), status, times,
-                                  dict(headers or {}), after_processing, delay))
+                                  dict(headers or {}), after_processing, delay, body))
 
     def reset_log(self) -> None:
         self.requests.clear()
@@ -148,6 +154,7 @@ class FakeJira:
     def _search(self, cloud: bool) -> Response:
         args = request.args if request.method == "GET" else (request.get_json(silent=True) or {})
         jql = str(args.get("jql") or "")
+        self.jqls.append(jql)
         limit = min(int(args.get("maxResults") or 50), SEARCH_PAGE_LIMIT)
         keys = sorted(self.issues, key=lambda k: (k.rsplit("-", 1)[0], int(k.rsplit("-", 1)[1])))
         project = re.search(r"project\s*=\s*\"?(\w+)", jql, re.IGNORECASE)
@@ -179,7 +186,7 @@ class FakeJira:
             if fault is not None and fault.delay and not fault.after_processing:
                 time.sleep(fault.delay)
             if fault is not None and fault.status and not fault.after_processing:
-                return _error(fault.status, f"injected {fault.status}", fault.headers)
+                return _error(fault.status, f"injected {fault.status}", fault.headers, fault.body)
             request.environ["fakejira.fault"] = fault
             if request.path.endswith("/serverInfo"):
                 return None

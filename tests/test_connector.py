@@ -256,3 +256,31 @@ def test_retries_of_failed_jobs_are_spread_out(make_app):
     assert all(80 <= first <= 120 and 800 <= second <= 1200 for first, second in schedules)
     assert len(schedules) > 1
     assert all(job.retries_left == 2 for job in jobs)
+
+
+def test_an_unreachable_jira_is_said_at_the_first_call_not_guessed_past():
+    """A serverInfo that gets no answer at all is no reason to guess the deployment and try again."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts, then hangs up without answering
+    attempts = []
+
+    def hang_up() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            attempts.append(1)
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    try:
+        jira = JiraConnector(f"http://127.0.0.1:{listener.getsockname()[1]}", user="u",
+                             api_token="t", max_retries=0)
+        with pytest.raises(TransientJiraError, match="ConnectionError reaching Jira"):
+            next(jira.search_issues("project = PAY"))
+        assert len(attempts) == 1
+    finally:
+        listener.close()

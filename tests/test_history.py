@@ -156,3 +156,90 @@ def test_simulate_replays_current_rules_over_the_ledger(fake_jira, database_url,
 def test_bad_arguments_end_in_one_line(args, message, fake_jira, database_url):
     result = CliRunner().invoke(main, args, env=_env(fake_jira, database_url))
     assert result.exit_code == 1 and result.output.strip() == message
+
+
+def _status(frm: tuple[str, str], to: tuple[str, str], dc: bool) -> dict:
+    item = {"field": "status", "fieldId": "status", "from": frm[1], "fromString": frm[0],
+            "to": to[1], "toString": to[0]}
+    if dc:
+        item.pop("fieldId")  # older Data Center items name the field only
+    return item
+
+
+def _approver(frm: str | None, to: str | None) -> dict:
+    return {"field": "Approver", "fieldtype": "custom", "fieldId": "customfield_10050",
+            "from": frm, "fromString": frm, "to": to, "toString": to}
+
+
+@pytest.mark.parametrize("deployment", ["Cloud", "Server"])
+def test_backfill_reads_status_ids_and_the_approver_field_as_they_were(deployment, database_url, tmp_path):
+    """A status named by id, and the approver field's value when the wait began (SPEC §5)."""
+    from leaderleader.config import EXAMPLE_RULES
+
+    dc = deployment == "Server"
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(EXAMPLE_RULES.read_text().replace(
+        'statuses: ["Awaiting Approval", "Pending Sign-off"]', 'statuses: ["Awaiting Approval", "10200"]'))
+    progress, waiting, pending = ("In Progress", "3"), ("Awaiting Approval", "10100"), ("Pending CFO", "10200")
+
+    def at(day: int, hour: int) -> str:
+        return f"2026-05-{day:02d}T{hour:02d}:00:00.000+0000"
+
+    fields = {"project": {"key": "PAY"}, "issuetype": {"name": "Task"}, "labels": ["deploy"],
+              "status": {"name": "In Progress", "id": "3"}, "assignee": {"accountId": BOB},
+              "reporter": {"accountId": BOB}, "created": at(1, 8), "updated": at(9, 8)}
+    with FakeJira(deployment=deployment) as fake:
+        fake.add_issue("PAY-1", {**fields, "summary": "only by id"}, [
+            {"id": "1", "created": at(2, 9), "items": [_status(progress, pending, dc)]},
+            {"id": "2", "created": at(2, 12), "items": [_status(pending, progress, dc)]},
+        ])
+        fake.add_issue("PAY-2", {**fields, "summary": "approver changes"}, [
+            {"id": "3", "created": at(3, 9), "items": [_status(progress, waiting, dc), _approver(None, CAROL)]},
+            {"id": "4", "created": at(3, 10), "items": [_approver(CAROL, DANA)]},
+            {"id": "5", "created": at(3, 11), "items": [_status(waiting, progress, dc), _approver(DANA, None)]},
+        ])
+        fake.add_issue("PAY-3", {**fields, "summary": "approver field only"}, [
+            {"id": "6", "created": at(4, 9), "items": [_approver(None, DANA)]},
+            {"id": "7", "created": at(4, 13), "items": [_approver(DANA, None)]},
+        ])
+        env = {**_env(fake, database_url), "RULES_FILE": str(rules)}
+        if dc:
+            env.update(JIRA_USER="", JIRA_API_TOKEN="", JIRA_PAT="pat")
+        result = CliRunner().invoke(main, ["backfill", "--jql", "project = PAY"], env=env)
+        assert result.exit_code == 0, result.output
+    got = [(w.issue_key, w.status, w.started_at.day, w.started_at.hour, w.ended_at.hour, w.approver, w.flagged)
+           for w in _waits(database_url)]
+    assert got == [
+        ("PAY-1", "Pending CFO", 2, 9, 12, "bob", False),  # waits on its assignee, bob: no flag
+        ("PAY-2", "Awaiting Approval", 3, 9, 11, "carol", True),  # carol when it began
+        ("PAY-3", "In Progress", 4, 9, 13, "dana", True),
+    ]
+
+
+@pytest.mark.parametrize("since", ["99999999999d", "²d", "9\u0669d"])
+def test_since_out_of_range_or_odd_digits_ends_in_one_line(since, fake_jira, database_url):
+    for command in ("backfill", "simulate"):
+        args = [command, "--since", since] + (["--jql", "project = PAY"] if command == "backfill" else [])
+        result = CliRunner().invoke(main, args, env=_env(fake_jira, database_url))
+        assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+        assert result.output.startswith("Error: --since "), result.output
+    assert fake_jira.jqls == []
+
+
+def test_since_is_sent_to_jira_normalised(fake_jira, database_url):
+    _seed(fake_jira, 2)
+    result = CliRunner().invoke(main, ["backfill", "--jql", "project = PAY", "--since", " 90D "],
+                                env=_env(fake_jira, database_url))
+    assert result.exit_code == 0, result.output
+    assert fake_jira.jqls == ["(project = PAY) AND updated >= -90d ORDER BY created ASC"]
+
+
+def test_a_jira_error_page_in_html_ends_in_one_readable_line(fake_jira, database_url):
+    fake_jira.fail_next("GET", r"/search/jql$", 401,
+                        body="<html>\n<head><title>Unauthorized</title></head>\n<body>\n<h1>Unauthorized"
+                             "</h1>\n<p>Basic auth failed</p>\n</body>\n</html>\n")
+    result = CliRunner().invoke(main, ["backfill", "--jql", "project = PAY"], env=_env(fake_jira, database_url))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: Jira refused the backfill: searching: Jira answered 401 (Unauthorized Unauthorized "
+        "Basic auth failed)")

@@ -1,8 +1,10 @@
 """History: import past approval waits from Jira (backfill) and replay rules over them (simulate).
 
 Backfill posts nothing. It is safe to re-run and resumes after an interruption: a
-ticket whose ledger copy is as new as Jira's ``updated`` is skipped without any
-database work, and every wait is keyed by (ticket, start) so nothing doubles.
+ticket whose history was imported as of Jira's current ``updated`` is skipped without
+any database work, and every wait is keyed by (ticket, start) so nothing doubles; a
+wait the webhooks recorded is recognised even when its start differs by a few seconds
+from the changelog's time.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def import_issue(session: Session, issue: dict[str, Any], rules: Rules) -> tuple
     fields = issue.get("fields") or {}
     updated = jira_time(fields.get("updated")) or datetime.now(UTC).replace(tzinfo=None)
     ticket = session.scalar(select(Ticket).where(Ticket.key == snapshot.key))
-    if ticket is not None and ticket.updated_at is not None and ticket.updated_at >= updated:
+    if ticket is not None and ticket.history_through is not None and ticket.history_through >= updated:
         return None
     if ticket is None:
         ticket = Ticket(key=snapshot.key, jira_id=str(issue.get("id") or "") or None,
@@ -52,6 +54,8 @@ def import_issue(session: Session, issue: dict[str, Any], rules: Rules) -> tuple
     waits = flagged = 0
     approver_field = rules.waiting.approver_field
     for episode in approval_episodes(issue, rules.waiting.statuses, approver_field):
+        if _recorded_by_webhook(session, ticket, episode):
+            continue
         record_change(session, ticket, episode.started_at, None, episode.status, enters=True)
         view = episode_view(snapshot, episode, approver_field)
         verdict = evaluate(rules, view)
@@ -63,7 +67,35 @@ def import_issue(session: Session, issue: dict[str, Any], rules: Rules) -> tuple
             waits += 1
             flagged += int(verdict.flagged)
     update_ticket(ticket, snapshot, str(issue.get("id") or "") or None, updated)
+    ticket.history_through = updated
     return waits, flagged
+
+
+#: How far a webhook's timestamp and the changelog's time of one transition may differ.
+SAME_TRANSITION = timedelta(seconds=60)
+
+
+def _recorded_by_webhook(session: Session, ticket: Ticket, episode: Episode) -> bool:
+    """Is this episode a wait the webhooks recorded already (its start a little off)?
+
+    A webhook's ``timestamp`` and the changelog entry's ``created`` for the same
+    transition differ by a few milliseconds to seconds. The webhooks' record stands;
+    only an end they missed is taken from the history.
+    """
+    start = episode.started_at
+    known = session.scalar(
+        select(ApprovalWait).where(
+            ApprovalWait.ticket_id == ticket.id,
+            ApprovalWait.source == "webhook",
+            ApprovalWait.started_at.between(start - SAME_TRANSITION, start + SAME_TRANSITION),
+        ).limit(1)
+    )
+    if known is None:
+        return False
+    if episode.ended_at is not None and known.ended_at is None:
+        record_change(session, ticket, episode.ended_at, episode.status, None, enters=False)
+        close_wait(session, ticket, episode.ended_at)
+    return True
 
 
 def episode_view(snapshot: TicketView, episode: Episode, approver_field: str | None) -> TicketView:

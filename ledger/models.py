@@ -56,6 +56,9 @@ class Ticket(Base):
     components: Mapped[list[Any]] = mapped_column(default=list)
     fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[datetime | None]
+    #: Jira's ``updated`` when backfill last imported this ticket's whole history; a
+    #: webhook moving ``updated_at`` on does not make backfill skip the older history.
+    history_through: Mapped[datetime | None]
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
 
     waits: Mapped[list[ApprovalWait]] = relationship(back_populates="ticket")

@@ -243,3 +243,42 @@ def test_a_jira_error_page_in_html_ends_in_one_readable_line(fake_jira, database
     assert result.output.strip().splitlines()[-1] == (
         "Error: Jira refused the backfill: searching: Jira answered 401 (Unauthorized Unauthorized "
         "Basic auth failed)")
+
+
+def test_backfill_after_webhooks_imports_the_older_history_without_doubling(
+    make_app, fake_jira, database_url
+):
+    """Installed first, backfilled later: the ticket the webhooks saw keeps one copy of its
+    current wait and gains the waits from before installation."""
+    from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
+
+    deploy = "issue_updated__cloud_deploy_handed_to_director"
+    app = make_app()
+    assert post_webhook(app, fixture_body(deploy)).status_code == 202
+    run_worker(app)
+    fields = fixture_json(deploy)["issue"]["fields"]
+    fake_jira.add_issue("PAY-101", fields, [
+        _history(1, 4, 10, "In Progress", "Awaiting Approval", (BOB, DANA)),
+        _history(2, 4, 15, "Awaiting Approval", "In Progress", (DANA, BOB)),
+        # the webhook's own transition; Jira's changelog time is half a second off its timestamp
+        {"id": "10431", "created": "2026-11-20T10:15:02.011+0000", "items": [
+            {"field": "status", "fieldId": "status", "fromString": "In Progress",
+             "toString": "Awaiting Approval"},
+            {"field": "assignee", "fieldId": "assignee", "from": BOB, "to": DANA}]},
+    ])
+    for _ in range(2):  # and a re-run changes nothing
+        result = CliRunner().invoke(main, ["backfill", "--jql", "project = PAY"],
+                                    env=_env(fake_jira, database_url))
+        assert result.exit_code == 0, result.output
+    waits = sorted((w.started_at.isoformat(timespec="seconds"), w.source, w.ended_at is None)
+                   for w in _waits_of(database_url, "PAY-101"))
+    assert waits == [("2026-05-04T10:00:00", "backfill", False),
+                     ("2026-11-20T10:15:02", "webhook", True)]
+
+
+def _waits_of(database_url: str, key: str) -> list[ApprovalWait]:
+    engine = make_engine(Settings(database_url=database_url).effective_database_url)
+    with make_sessionmaker(engine)() as session:
+        waits = list(session.scalars(select(ApprovalWait).where(ApprovalWait.issue_key == key)))
+    engine.dispose()
+    return waits

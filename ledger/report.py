@@ -13,7 +13,8 @@ Definitions (the README's report section repeats them for managers):
   to the window. ``median_wait_hours``, ``p90_wait_hours`` and ``total_wait_hours`` are
   over *ended* episodes only, so an open wait never drags a median with a made-up end.
 * **Open waits** are counted in ``waiting_now``; their current age (``now - started_at``)
-  feeds the separate ``open_total_hours`` and ``open_max_hours``. Open waits of tickets
+  feeds the separate ``open_total_hours``, ``open_max_hours``, ``open_median_hours`` and
+  ``open_p90_hours`` (the same percentile as the ended waits', over the open ones' ages). Open waits of tickets
   deleted in Jira never end, so they are left out of the report.
 * **Median / p90** are PostgreSQL's ``percentile_cont``: linear interpolation between the
   closest ranks (position ``p * (n - 1)`` in the sorted waits). SQLite computes the same
@@ -81,6 +82,8 @@ class Figures:
     total_wait_hours: float = 0.0
     open_total_hours: float = 0.0
     open_max_hours: float | None = None
+    open_median_hours: float | None = None
+    open_p90_hours: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,10 +189,12 @@ def _aggregates(sql: _Sql, now: datetime) -> list[Any]:
         func.sum(age).label("open_total"),
         func.max(age).label("open_max"),
     ]
-    if sql.postgres:  # one sort of the waits serves both fractions
+    if sql.postgres:  # one sort of the waits serves both fractions; the ages sort apart
         fractions = postgresql.array([literal(0.5), literal(0.9)])
         columns.append(func.percentile_cont(fractions, type_=ARRAY(Float))
                        .within_group(wait).label("percentiles"))
+        columns.append(func.percentile_cont(fractions, type_=ARRAY(Float))
+                       .within_group(age).label("open_percentiles"))
     return columns
 
 
@@ -206,6 +211,8 @@ def _figures(row: Any) -> Figures:
         total_wait_hours=hours(row.total or 0.0) or 0.0,
         open_total_hours=hours(row.open_total or 0.0) or 0.0,
         open_max_hours=hours(row.open_max),
+        open_median_hours=hours(row.open_percentiles[0]) if row.open_percentiles else None,
+        open_p90_hours=hours(row.open_percentiles[1]) if row.open_percentiles else None,
     )
 
 

@@ -36,8 +36,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, extract, func, or_, select
-from sqlalchemy import true
+from sqlalchemy import Text, case, cast, extract, func, or_, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -238,7 +237,8 @@ def unmapped(
     postgres = _Sql(session).postgres
     unnest = func.json_array_elements_text if postgres else func.json_each
     element = unnest(W.unmapped).table_valued("value")
-    conditions = window_conditions(window)
+    # most episodes have an empty list: a text comparison skips them before any JSON parsing
+    conditions = [cast(W.unmapped, Text) != "[]", *window_conditions(window)]
     if postgres:  # unnesting a JSON scalar is an error there; SQLite yields it as one value
         conditions.append(func.json_typeof(W.unmapped) == "array")
     query = (

@@ -14,11 +14,12 @@ Definitions (the README's report section repeats them for managers):
   over *ended* episodes only, so an open wait never drags a median with a made-up end.
 * **Open waits** are counted in ``waiting_now``; their current age (``now - started_at``)
   feeds the separate ``open_total_hours``, ``open_max_hours``, ``open_median_hours`` and
-  ``open_p90_hours`` (the same percentile as the ended waits', over the open ones' ages). Open waits of tickets
-  deleted in Jira never end, so they are left out of the report.
+  ``open_p90_hours`` (the same percentile as the ended waits', over the open ones'
+  ages). Open waits of tickets deleted in Jira never end, so they are left out.
 * **Median / p90** are PostgreSQL's ``percentile_cont``: linear interpolation between the
-  closest ranks (position ``p * (n - 1)`` in the sorted waits). SQLite computes the same
-  formula in Python. Durations come from the stored ``wait_seconds`` (falling back to
+  closest ranks (position ``p * (n - 1)`` in the sorted waits). On large windows
+  PostgreSQL finds those ranks in two passes instead of sorting (``ledger.percentiles``,
+  ``ledger.report_postgres``); SQLite computes the same formula in Python. Durations come from the stored ``wait_seconds`` (falling back to
   the bounds for rows written around the ORM).
 * **Trend** groups the episodes that *started* inside the window by the ISO week of
   ``started_at`` (Monday to Sunday, UTC), gaps filled with empty weeks.

@@ -1,15 +1,18 @@
 """PostgreSQL's path for the bottleneck report: every breakdown without sorting every group.
 
-Plain figures and the bucket counts of ``ledger.percentiles`` come from two hash
-aggregates: the waits in the window per finest group (approver, level, team, rule) and
-bucket, and the waits that started inside it per week and bucket. Every breakdown is
-rolled up from the finest groups in Python; a third query reads only the waits at the
-ranks the median and p90 need. The open waits (a few percent) have their own small
-query, their ages sorted by ``percentile_cont``.
+Pass 1 (``_count``) is one statement: two hash aggregates, run side by side by parallel
+workers, count the waits in the window per finest group (approver, level, team, rule)
+and bucket (``ledger.percentiles``), and the waits that started inside it per week and
+bucket; the database rolls the finest groups up to every breakdown, keeps the running
+counts and returns each group's figures and the buckets that hold its wanted ranks.
+Pass 2 (``_pick``) reads the waits of those buckets and returns the ones at the wanted
+ranks. The open waits (a few percent) have their own small query, their ages sorted by
+``percentile_cont``.
 
 The sort-based queries (``sorted_breakdowns``, ``sorted_weekly``: one
-``percentile_cont`` per group) compute the same figures straightforwardly; they are the
-fallback should the passes disagree, and the reference the test suite compares with.
+``percentile_cont`` per group) compute the same figures straightforwardly; they serve
+windows too small for the passes to pay, the fallback should the passes disagree, and
+the reference the test suite compares with.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Date, DateTime, Numeric, Float, and_, case, cast, func, literal
-from sqlalchemy import null, or_, select, text, true, tuple_, type_coerce, union_all
+from sqlalchemy import ARRAY, BigInteger, Date, DateTime, Float, Numeric, and_, case, cast
+from sqlalchemy import func, literal, null, or_, select, text, true, tuple_, type_coerce
+from sqlalchemy import union_all
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -177,7 +181,7 @@ def _counts(sql: _Sql, *groups: Any, weeks: bool = False) -> list[Any]:
     ]
 
 
-def _count(session: Session, window: Window) -> dict[tuple[Any, ...], _Group] | None:
+def _count(session: Session, window: Window) -> dict[tuple[Any, ...], _Group]:
     """Pass 1: every group's plain figures, and the cells that hold its wanted ranks.
 
     Two hash aggregates (the finest groups per bucket; the weeks per bucket); the roll-up
@@ -351,7 +355,7 @@ def two_pass(
     if estimated_waits(session, window) < TWO_PASS_FROM:
         return None
     groups = _count(session, window)
-    if groups is None or not _pick(session, window, groups):
+    if not _pick(session, window, groups):
         log.warning("report.percentiles.mismatch")
         return None
     opened = _grouping_sets(session, window, now, W.ended_at.is_(None))

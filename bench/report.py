@@ -39,7 +39,8 @@ from sqlalchemy import Engine, insert, text
 from bench.common import embedded_redis_url, write_result
 from ledger.db import make_engine, upgrade
 from ledger.models import ApprovalWait, StatusChange, Ticket
-from ledger.report import REPORT_WORK_MEM, percentile
+from ledger.report import percentile
+from ledger.report_postgres import REPORT_WORK_MEM
 from leaderleader.config import Settings
 from leaderleader.runtime import Runtime
 from webhooks.app import create_app

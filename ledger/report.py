@@ -13,11 +13,13 @@ Definitions (the README's report section repeats them for managers):
   to the window. ``median_wait_hours``, ``p90_wait_hours`` and ``total_wait_hours`` are
   over *ended* episodes only, so an open wait never drags a median with a made-up end.
 * **Open waits** are counted in ``waiting_now``; their current age (``now - started_at``)
-  feeds the separate ``open_total_hours`` and ``open_max_hours``. Open waits of tickets
-  deleted in Jira never end, so they are left out of the report.
+  feeds the separate ``open_total_hours``, ``open_max_hours``, ``open_median_hours`` and
+  ``open_p90_hours`` (the same percentile as the ended waits', over the open ones'
+  ages). Open waits of tickets deleted in Jira never end, so they are left out.
 * **Median / p90** are PostgreSQL's ``percentile_cont``: linear interpolation between the
-  closest ranks (position ``p * (n - 1)`` in the sorted waits). SQLite computes the same
-  formula in Python. Durations come from the stored ``wait_seconds`` (falling back to
+  closest ranks (position ``p * (n - 1)`` in the sorted waits). On large windows
+  PostgreSQL finds those ranks in two passes instead of sorting (``ledger.percentiles``,
+  ``ledger.report_postgres``); SQLite computes the same formula in Python. Durations come from the stored ``wait_seconds`` (falling back to
   the bounds for rows written around the ORM).
 * **Trend** groups the episodes that *started* inside the window by the ISO week of
   ``started_at`` (Monday to Sunday, UTC), gaps filled with empty weeks.
@@ -35,9 +37,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ARRAY, DateTime, Float, and_, case, extract, func, literal, or_, select
-from sqlalchemy import text, true, tuple_
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import Text, case, cast, extract, func, or_, select, true
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -81,6 +81,8 @@ class Figures:
     total_wait_hours: float = 0.0
     open_total_hours: float = 0.0
     open_max_hours: float | None = None
+    open_median_hours: float | None = None
+    open_p90_hours: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -172,94 +174,6 @@ def started_inside(window: Window) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _aggregates(sql: _Sql, now: datetime) -> list[Any]:
-    """GROUP BY aggregates; PostgreSQL also computes median and p90 in the same pass."""
-    wait = sql.wait()
-    age = case((W.ended_at.is_(None), sql.seconds(W.started_at, literal(now, DateTime()))))
-    columns: list[Any] = [
-        func.count().label("episodes"),
-        func.count(case((W.flagged.is_(True), 1))).label("flagged"),
-        func.count(W.ended_at).label("ended"),
-        func.count(case((and_(W.first_intent_at.is_not(None), W.ended_at.is_not(None)), 1)))
-        .label("ended_after_intent"),
-        func.sum(wait).label("total"),
-        func.sum(age).label("open_total"),
-        func.max(age).label("open_max"),
-    ]
-    if sql.postgres:  # one sort of the waits serves both fractions
-        fractions = postgresql.array([literal(0.5), literal(0.9)])
-        columns.append(func.percentile_cont(fractions, type_=ARRAY(Float))
-                       .within_group(wait).label("percentiles"))
-    return columns
-
-
-def _figures(row: Any) -> Figures:
-    """Figures from one aggregate row of ``_aggregates`` (PostgreSQL)."""
-    return Figures(
-        episodes=row.episodes,
-        flagged=row.flagged,
-        waiting_now=row.episodes - row.ended,
-        ended=row.ended,
-        ended_after_intent=row.ended_after_intent,
-        median_wait_hours=hours(row.percentiles[0]) if row.percentiles else None,
-        p90_wait_hours=hours(row.percentiles[1]) if row.percentiles else None,
-        total_wait_hours=hours(row.total or 0.0) or 0.0,
-        open_total_hours=hours(row.open_total or 0.0) or 0.0,
-        open_max_hours=hours(row.open_max),
-    )
-
-
-#: GROUPING(approver, approver_level, team, decision_rule) of each breakdown's rows:
-#: a bit is set for every column the row is *not* grouped by.
-_GROUPING_BITS = {"summary": 0b1111, "by_approver": 0b0011, "by_level": 0b1011,
-                  "by_team": 0b1101, "by_rule": 0b1110}
-
-
-#: Memory for the report's sorts: the waits of years of history sort in memory, not on disk.
-REPORT_WORK_MEM = "128MB"
-
-
-def tune_postgres(session: Session) -> None:
-    """For this transaction only: sort in memory, and skip JIT (it costs more than it saves)."""
-    session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
-    session.execute(text("SET LOCAL jit = off"))
-
-
-def breakdowns_postgres(
-    session: Session, window: Window, now: datetime
-) -> dict[str, list[tuple[tuple[Any, ...], Figures]]]:
-    """Every breakdown in one scan: PostgreSQL's GROUPING SETS, percentiles included."""
-    columns = (W.approver, W.approver_level, W.team, W.decision_rule)
-    sets = [tuple_(*keys) if keys else tuple_() for keys in DIMENSIONS.values()]
-    query = (
-        select(*columns, func.grouping(*columns).label("grouping"),
-               *_aggregates(_Sql(session), now))
-        .where(*window_conditions(window))
-        .group_by(func.grouping_sets(*sets))
-    )
-    position = {column.key: index for index, column in enumerate(columns)}
-    by_bits = {bits: name for name, bits in _GROUPING_BITS.items()}
-    found: dict[str, list[tuple[tuple[Any, ...], Figures]]] = {name: [] for name in DIMENSIONS}
-    for row in session.execute(query):
-        name = by_bits.get(row.grouping)
-        if name is None or not row.episodes:
-            continue
-        key = tuple(row[position[column.key]] for column in DIMENSIONS[name])
-        found[name].append((key, _figures(row)))
-    return found
-
-
-def weekly(session: Session, window: Window, now: datetime) -> dict[date, Figures]:
-    """Figures per ISO week (its Monday) of the episodes that started inside the window."""
-    week = _Sql(session).week_start().label("week_start")
-    query = (
-        select(week, *_aggregates(_Sql(session), now))
-        .where(*started_inside(window))
-        .group_by(week)
-    )
-    return {to_date(row.week_start): _figures(row) for row in session.execute(query)}
-
-
 def _rows(
     name: str, found: Iterable[tuple[tuple[Any, ...], Figures]], level_order: Sequence[str]
 ) -> list[dict[str, Any]]:
@@ -324,7 +238,8 @@ def unmapped(
     postgres = _Sql(session).postgres
     unnest = func.json_array_elements_text if postgres else func.json_each
     element = unnest(W.unmapped).table_valued("value")
-    conditions = window_conditions(window)
+    # most episodes have an empty list: a text comparison skips them before any JSON parsing
+    conditions = [cast(W.unmapped, Text) != "[]", *window_conditions(window)]
     if postgres:  # unnesting a JSON scalar is an error there; SQLite yields it as one value
         conditions.append(func.json_typeof(W.unmapped) == "array")
     query = (
@@ -375,9 +290,15 @@ def bottleneck_report(
         longest: how many open waits ``longest_waiting`` lists.
     """
     if _Sql(session).postgres:
-        tune_postgres(session)
-        found = breakdowns_postgres(session, window, now)
-        weeks = weekly(session, window, now)
+        from ledger import report_postgres as pg
+
+        pg.tune_postgres(session)
+        fast = pg.two_pass(session, window, now)
+        if fast is not None:
+            found, weeks = fast
+        else:  # cannot happen within one snapshot; the straightforward queries are exact
+            found = pg.sorted_breakdowns(session, window, now)
+            weeks = pg.sorted_weekly(session, window, now)
     else:  # no percentile_cont: one narrow scan folded in Python (see ledger.report_sqlite)
         from ledger.report_sqlite import single_pass
 

@@ -27,16 +27,17 @@ Found = dict[str, list[tuple[tuple[Any, ...], Figures]]]
 
 
 class _Tally:
-    """Running figures for one group; waits (seconds) are kept for the percentiles."""
+    """Running figures for one group; waits and open ages (seconds) kept for percentiles."""
 
     __slots__ = ("episodes", "flagged", "ended", "after_intent", "total", "open_total",
-                 "open_max", "waits")
+                 "open_max", "waits", "ages")
 
     def __init__(self) -> None:
         self.episodes = self.flagged = self.ended = self.after_intent = 0
         self.total = self.open_total = 0.0
         self.open_max: float | None = None
         self.waits: list[float] = []
+        self.ages: list[float] = []
 
     def merge(self, other: _Tally) -> None:
         """Fold in a finer group's figures; its waits join as one more run to merge."""
@@ -49,9 +50,11 @@ class _Tally:
         if other.open_max is not None:
             self.open_max = max(other.open_max, self.open_max or other.open_max)
         self.waits += other.waits
+        self.ages += other.ages
 
     def figures(self) -> Figures:
         self.waits.sort()  # sorted runs end to end: Timsort merges them instead of sorting
+        self.ages.sort()
         return Figures(
             episodes=self.episodes,
             flagged=self.flagged,
@@ -63,6 +66,8 @@ class _Tally:
             total_wait_hours=hours(self.total) or 0.0,
             open_total_hours=hours(self.open_total) or 0.0,
             open_max_hours=hours(self.open_max),
+            open_median_hours=hours(percentile(self.ages, 0.5)),
+            open_p90_hours=hours(percentile(self.ages, 0.9)),
         )
 
 
@@ -110,10 +115,12 @@ def _finest(session: Session, window: Window, now: datetime) -> dict[tuple[Any, 
             tally.waits.append(wait)
         elif age is not None:
             tally.open_total += age
+            tally.ages.append(age)
             if tally.open_max is None or age > tally.open_max:
                 tally.open_max = age
     for tally in tallies.values():
         tally.waits.sort()
+        tally.ages.sort()
     return tallies
 
 

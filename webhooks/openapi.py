@@ -32,6 +32,11 @@ _FIGURES = {
     "total_wait_hours": {"type": "number", "description": "Sum of ended episodes' waits."},
     "open_total_hours": {"type": "number", "description": "Sum of open episodes' age so far."},
     "open_max_hours": {"type": ["number", "null"], "description": "Age of the oldest open one."},
+    "open_median_hours": {"type": ["number", "null"],
+                          "description": "Median of open episodes' age so far (percentile_cont); "
+                                         "null when none is open."},
+    "open_p90_hours": {"type": ["number", "null"],
+                       "description": "p90 of open episodes' age so far; null when none is open."},
 }
 
 
@@ -116,7 +121,8 @@ SPEC: dict[str, Any] = {
                     "text/csv": {"schema": {"type": "string"}, "example":
                                  "approver,level,episodes,flagged,waiting_now,ended,"
                                  "ended_after_intent,median_wait_hours,p90_wait_hours,"
-                                 "total_wait_hours,open_total_hours,open_max_hours\r\n"},
+                                 "total_wait_hours,open_total_hours,open_max_hours,"
+                                 "open_median_hours,open_p90_hours\r\n"},
                     "text/html": {"schema": {"type": "string"}}}},
                 **_REPORT_ERRORS,
             },

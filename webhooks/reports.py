@@ -29,7 +29,7 @@ FORMATS = ("json", "csv", "html")
 CSV_COLUMNS = (
     "approver", "level", "episodes", "flagged", "waiting_now", "ended", "ended_after_intent",
     "median_wait_hours", "p90_wait_hours", "total_wait_hours", "open_total_hours",
-    "open_max_hours",
+    "open_max_hours", "open_median_hours", "open_p90_hours",
 )
 #: the HTML page: inline styles only, no scripts, nothing fetched from anywhere
 HTML_HEADERS = {

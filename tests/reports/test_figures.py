@@ -3,6 +3,8 @@
 Window [11-16, 11-24) holds W1 W2 W3 W4 (across since) W6 W7 (open) W8; not W5 (ended
 before since), W9 (deleted ticket), W10 (starts after until). Ended waits, sorted:
 4 6 10 24 48 h -> median 10, p90 at position 0.9*4=3.6: 24 + 0.6*(48-24) = 38.4.
+Open waits' ages at 11-25 12:00, sorted: W6 48, W7 588 h -> median at position 0.5:
+48 + 0.5*(588-48) = 318, p90 at position 0.9: 48 + 0.9*540 = 534 (W9: deleted, out).
 """
 
 from __future__ import annotations
@@ -20,20 +22,23 @@ WINDOW = "since=2026-11-16&until=2026-11-24"
 
 def figures(episodes: int, flagged: int, waiting: int, ended: int, after_intent: int,
             median: float | None, p90: float | None, total: float, open_total: float,
-            open_max: float | None) -> dict[str, Any]:
+            open_max: float | None, open_median: float | None = None,
+            open_p90: float | None = None) -> dict[str, Any]:
     return {"episodes": episodes, "flagged": flagged, "waiting_now": waiting, "ended": ended,
             "ended_after_intent": after_intent, "median_wait_hours": median,
             "p90_wait_hours": p90, "total_wait_hours": total, "open_total_hours": open_total,
-            "open_max_hours": open_max}
+            "open_max_hours": open_max, "open_median_hours": open_median,
+            "open_p90_hours": open_p90}
 
 
-# dana: 10, 24 ended (p90 = 10 + 0.9*14 = 22.6) and W6 open for 48 h
-DANA = figures(3, 3, 1, 2, 1, 17.0, 22.6, 34.0, 48.0, 48.0)
+# dana: 10, 24 ended (p90 = 10 + 0.9*14 = 22.6) and W6 open for 48 h (one open wait:
+# its age is its median and p90)
+DANA = figures(3, 3, 1, 2, 1, 17.0, 22.6, 34.0, 48.0, 48.0, 48.0, 48.0)
 # carol: 4, 48 ended (p90 = 4 + 0.9*44 = 43.6)
 CAROL = figures(2, 0, 0, 2, 0, 26.0, 43.6, 52.0, 0.0, None)
 ALICE = figures(1, 0, 0, 1, 0, 6.0, 6.0, 6.0, 0.0, None)
 # OPS-7: open since 11-01 00:00, 24.5 days = 588 h at 11-25 12:00
-UNKNOWN = figures(1, 0, 1, 0, 0, None, None, 0.0, 588.0, 588.0)
+UNKNOWN = figures(1, 0, 1, 0, 0, None, None, 0.0, 588.0, 588.0, 588.0, 588.0)
 
 
 def get(app: Flask, query: str = "", **headers: str) -> Any:
@@ -48,7 +53,7 @@ def test_window_figures_exact(report_app: Flask) -> None:
         "since": "2026-11-16T00:00:00", "until": "2026-11-24T00:00:00", "project": None,
         "team": None, "semantics": "overlap", "generated_at": "2026-11-25T12:00:00"}
     assert report["summary"] == {
-        **figures(7, 3, 2, 5, 1, 10.0, 38.4, 92.0, 636.0, 588.0), "intents": 3}
+        **figures(7, 3, 2, 5, 1, 10.0, 38.4, 92.0, 636.0, 588.0, 318.0, 534.0), "intents": 3}
     # the biggest hold-up (ended + open hours) first
     assert report["by_approver"] == [
         {"approver": "5b10unknown", "level": None, **UNKNOWN},
@@ -63,7 +68,8 @@ def test_window_figures_exact(report_app: Flask) -> None:
     ]
     assert report["by_team"] == [
         {"team": None, **UNKNOWN},
-        {"team": "payments", **figures(6, 3, 1, 5, 1, 10.0, 38.4, 92.0, 48.0, 48.0)},
+        {"team": "payments",  # W6 is its only open wait
+         **figures(6, 3, 1, 5, 1, 10.0, 38.4, 92.0, 48.0, 48.0, 48.0, 48.0)},
     ]
     assert report["by_rule"] == [
         {"rule": None, **UNKNOWN}, {"rule": DEPLOY, **DANA}, {"rule": SPEND, **CAROL},
@@ -94,10 +100,13 @@ def test_window_figures_exact(report_app: Flask) -> None:
 
 
 def test_whole_history(report_app: Flask) -> None:
-    """No bounds: every episode but the deleted ticket's; ended 2 4 6 10 24 48 48."""
+    """No bounds: every episode but the deleted ticket's; ended 2 4 6 10 24 48 48.
+
+    Open: the same W6 (48 h) and W7 (588 h) as in the window -> 318 and 534.
+    """
     report = get(report_app).get_json()
     assert report["summary"] == {
-        **figures(9, 3, 2, 7, 1, 10.0, 48.0, 142.0, 636.0, 588.0), "intents": 4}
+        **figures(9, 3, 2, 7, 1, 10.0, 48.0, 142.0, 636.0, 588.0, 318.0, 534.0), "intents": 4}
     assert [(r["approver"], r["episodes"]) for r in report["by_approver"]] == [
         ("5b10unknown", 1), ("dana", 4), ("carol", 2), ("alice", 1), ("bob", 1)]
     assert [w["week"] for w in report["trend"]] == [
@@ -126,11 +135,13 @@ def test_csv_one_row_per_approver(report_app: Flask) -> None:
     assert rows == [
         ["approver", "level", "episodes", "flagged", "waiting_now", "ended",
          "ended_after_intent", "median_wait_hours", "p90_wait_hours", "total_wait_hours",
-         "open_total_hours", "open_max_hours"],
-        ["5b10unknown", "", "1", "0", "1", "0", "0", "", "", "0.0", "588.0", "588.0"],
-        ["dana", "director", "3", "3", "1", "2", "1", "17.0", "22.6", "34.0", "48.0", "48.0"],
-        ["carol", "manager", "2", "0", "0", "2", "0", "26.0", "43.6", "52.0", "0.0", ""],
-        ["alice", "tech_lead", "1", "0", "0", "1", "0", "6.0", "6.0", "6.0", "0.0", ""],
+         "open_total_hours", "open_max_hours", "open_median_hours", "open_p90_hours"],
+        ["5b10unknown", "", "1", "0", "1", "0", "0", "", "", "0.0", "588.0", "588.0", "588.0",
+         "588.0"],
+        ["dana", "director", "3", "3", "1", "2", "1", "17.0", "22.6", "34.0", "48.0", "48.0",
+         "48.0", "48.0"],
+        ["carol", "manager", "2", "0", "0", "2", "0", "26.0", "43.6", "52.0", "0.0", "", "", ""],
+        ["alice", "tech_lead", "1", "0", "0", "1", "0", "6.0", "6.0", "6.0", "0.0", "", "", ""],
     ]
 
 
@@ -139,6 +150,8 @@ def test_empty_ledger(make_app: Any) -> None:
     report = app.test_client().get("/reports/bottlenecks", headers=bearer("t0ken")).get_json()
     assert report["summary"]["episodes"] == 0
     assert report["summary"]["median_wait_hours"] is None
+    assert report["summary"]["open_median_hours"] is None
+    assert report["summary"]["open_p90_hours"] is None
     for key in ("by_approver", "by_level", "by_team", "by_rule", "longest_waiting", "trend",
                 "unmapped"):
         assert report[key] == []

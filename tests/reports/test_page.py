@@ -21,6 +21,9 @@ def test_page_headers_and_links(report_app: Flask) -> None:
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org", "")
     assert TOKEN not in page
     assert page.count("<svg") == 4
+    # open waits' own median (W6 48 h, W7 588 h: 318 h), as a card and per approver
+    assert "<b>318.0 h</b><span>median age of open waits</span>" in page
+    assert '<td class="n">588.0</td><td class="n">588.0</td><td class="n">588.0</td>' in page
 
 
 def test_untrusted_names_are_escaped(make_app: Any) -> None:
@@ -45,6 +48,8 @@ def test_openapi_describes_every_route(report_app: Flask) -> None:
     }
     described = {(path, method) for path, item in spec["paths"].items() for method in item}
     assert served == described
+    figures = spec["components"]["schemas"]["Figures"]["properties"]
+    assert {"open_median_hours", "open_p90_hours"} <= set(figures)
     intake = spec["paths"]["/webhooks/jira"]["post"]["responses"]
     assert set(intake) == {"200", "202", "400", "401", "413", "415", "503"}
     report = spec["paths"]["/reports/bottlenecks"]["get"]

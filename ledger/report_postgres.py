@@ -1,0 +1,370 @@
+"""PostgreSQL's path for the bottleneck report: every breakdown without sorting every group.
+
+Pass 1 (``_count``) is one statement: two hash aggregates, run side by side by parallel
+workers, count the waits in the window per finest group (approver, level, team, rule)
+and bucket (``ledger.percentiles``), and the waits that started inside it per week and
+bucket; the database rolls the finest groups up to every breakdown, keeps the running
+counts and returns each group's figures and the buckets that hold its wanted ranks.
+Pass 2 (``_pick``) reads the waits of those buckets and returns the ones at the wanted
+ranks. The open waits (a few percent) have their own small query, their ages sorted by
+``percentile_cont``.
+
+The sort-based queries (``sorted_breakdowns``, ``sorted_weekly``: one
+``percentile_cont`` per group) compute the same figures straightforwardly; they serve
+windows too small for the passes to pay, the fallback should the passes disagree, and
+the reference the test suite compares with.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import ARRAY, BigInteger, Date, DateTime, Float, Numeric, and_, case, cast
+from sqlalchemy import func, literal, null, or_, select, text, true, tuple_, type_coerce
+from sqlalchemy import union_all
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+from ledger.models import ApprovalWait as W
+from ledger.percentiles import FRACTIONS, Histogram, bucket
+from ledger.report import DIMENSIONS, Figures, Window, _Sql, hours, started_inside, to_date
+from ledger.report import window_conditions
+
+log = logging.getLogger("leaderleader.report")
+
+Found = dict[str, list[tuple[tuple[Any, ...], Figures]]]
+
+#: Memory for the sort-based queries: the waits of years of history sort in memory.
+REPORT_WORK_MEM = "128MB"
+#: Where each breakdown's key sits in a finest group's (approver, level, team, rule).
+PICK = {"summary": (), "by_approver": (0, 1), "by_level": (1,), "by_team": (2,),
+        "by_rule": (3,)}
+#: GROUPING(approver, approver_level, team, decision_rule) of each breakdown's rows:
+#: a bit is set for every column the row is *not* grouped by.
+_GROUPING_BITS = {"summary": 0b1111, "by_approver": 0b0011, "by_level": 0b1011,
+                  "by_team": 0b1101, "by_rule": 0b1110}
+_FINEST = (W.approver, W.approver_level, W.team, W.decision_rule)
+
+
+def tune_postgres(session: Session) -> None:
+    """For this transaction: one snapshot for every query, sorts in memory, no JIT.
+
+    Must run before the transaction's first query (the report opens its own session).
+    """
+    session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+    session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
+    session.execute(text("SET LOCAL jit = off"))
+
+
+def _percentiles(expression: Any, label: str) -> Any:
+    fractions = postgresql.array([literal(f) for f in FRACTIONS])
+    return (func.percentile_cont(fractions, type_=ARRAY(Float))
+            .within_group(expression).label(label))
+
+
+def _ages(sql: _Sql, now: datetime) -> Any:
+    return case((W.ended_at.is_(None), sql.seconds(W.started_at, literal(now, DateTime()))))
+
+
+def _aggregates(sql: _Sql, now: datetime) -> list[Any]:
+    """GROUP BY aggregates with median and p90 of the waits and of the open waits' ages."""
+    wait, age = sql.wait(), _ages(sql, now)
+    return [
+        func.count().label("episodes"),
+        func.count(case((W.flagged.is_(True), 1))).label("flagged"),
+        func.count(W.ended_at).label("ended"),
+        func.count(case((and_(W.first_intent_at.is_not(None), W.ended_at.is_not(None)), 1)))
+        .label("ended_after_intent"),
+        func.sum(wait).label("total"),
+        func.sum(age).label("open_total"),
+        func.max(age).label("open_max"),
+        _percentiles(wait, "percentiles"),  # one sort of the waits serves both fractions
+        _percentiles(age, "open_percentiles"),
+    ]
+
+
+def _figures(row: Any) -> Figures:
+    """Figures from one aggregate row of ``_aggregates``."""
+    return Figures(
+        episodes=row.episodes,
+        flagged=row.flagged,
+        waiting_now=row.episodes - row.ended,
+        ended=row.ended,
+        ended_after_intent=row.ended_after_intent,
+        median_wait_hours=hours(row.percentiles[0]) if row.percentiles else None,
+        p90_wait_hours=hours(row.percentiles[1]) if row.percentiles else None,
+        total_wait_hours=hours(row.total or 0.0) or 0.0,
+        open_total_hours=hours(row.open_total or 0.0) or 0.0,
+        open_max_hours=hours(row.open_max),
+        open_median_hours=hours(row.open_percentiles[0]) if row.open_percentiles else None,
+        open_p90_hours=hours(row.open_percentiles[1]) if row.open_percentiles else None,
+    )
+
+
+def _grouping_sets(session: Session, window: Window, now: datetime, *extra: Any) -> Found:
+    """Every breakdown in one GROUPING SETS query of ``_aggregates`` (``extra``: filters)."""
+    sets = [tuple_(*keys) if keys else tuple_() for keys in DIMENSIONS.values()]
+    query = (
+        select(*_FINEST, func.grouping(*_FINEST).label("grouping"),
+               *_aggregates(_Sql(session), now))
+        .where(*window_conditions(window), *extra)
+        .group_by(func.grouping_sets(*sets))
+    )
+    position = {column.key: index for index, column in enumerate(_FINEST)}
+    by_bits = {bits: name for name, bits in _GROUPING_BITS.items()}
+    found: Found = {name: [] for name in DIMENSIONS}
+    for row in session.execute(query):
+        name = by_bits.get(row.grouping)
+        if name is None or not row.episodes:
+            continue
+        key = tuple(row[position[column.key]] for column in DIMENSIONS[name])
+        found[name].append((key, _figures(row)))
+    return found
+
+
+def sorted_breakdowns(session: Session, window: Window, now: datetime) -> Found:
+    """Every breakdown, each group's waits sorted by ``percentile_cont`` (the reference)."""
+    return _grouping_sets(session, window, now)
+
+
+def sorted_weekly(session: Session, window: Window, now: datetime) -> dict[date, Figures]:
+    """Figures per ISO week (its Monday) of the waits that started inside the window."""
+    sql = _Sql(session)
+    week = sql.week_start().label("week_start")
+    query = select(week, *_aggregates(sql, now)).where(*started_inside(window)).group_by(week)
+    return {to_date(row.week_start): _figures(row) for row in session.execute(query)}
+
+
+class _Group:
+    """Plain figures of one breakdown group or week, and where its wanted ranks lie."""
+
+    __slots__ = ("episodes", "flagged", "ended", "after_intent", "total", "waits")
+
+    def __init__(self, row: Any) -> None:
+        self.episodes, self.flagged, self.ended = row.episodes, row.flagged, row.ended
+        self.after_intent, self.total = row.after_intent, row.total
+        self.waits = Histogram(count=row.n)
+
+    def figures(self, open_waits: Figures | None) -> Figures:
+        median, p90 = self.waits.percentiles()
+        opened = open_waits or Figures()
+        return Figures(
+            episodes=self.episodes, flagged=self.flagged,
+            waiting_now=self.episodes - self.ended, ended=self.ended,
+            ended_after_intent=self.after_intent,
+            median_wait_hours=hours(median), p90_wait_hours=hours(p90),
+            total_wait_hours=hours(self.total or 0.0) or 0.0,
+            open_total_hours=opened.open_total_hours, open_max_hours=opened.open_max_hours,
+            open_median_hours=opened.open_median_hours, open_p90_hours=opened.open_p90_hours,
+        )
+
+
+_SUMS = ("episodes", "flagged", "ended", "after_intent", "waits")
+
+
+def _counts(sql: _Sql, *groups: Any, weeks: bool = False) -> list[Any]:
+    """Per-cell counts, in ``_SUMS`` order then ``total``; weeks need no intents or total."""
+    wait = sql.wait()
+    after_intent = func.count().filter(W.first_intent_at.is_not(None), W.ended_at.is_not(None))
+    return [
+        *groups,
+        bucket(wait).label("bucket"),
+        func.count().label("episodes"),
+        func.count().filter(W.flagged.is_(True)).label("flagged"),
+        func.count(W.ended_at).label("ended"),
+        (cast(literal(0), BigInteger) if weeks else after_intent).label("after_intent"),
+        func.count(wait).label("waits"),
+        (cast(null(), Float) if weeks else func.sum(wait)).label("total"),
+    ]
+
+
+def _count(session: Session, window: Window) -> dict[tuple[Any, ...], _Group]:
+    """Pass 1: every group's plain figures, and the cells that hold its wanted ranks.
+
+    Two hash aggregates (the finest groups per bucket; the weeks per bucket); the roll-up
+    to each breakdown, the running counts and the choice of cells stay in the database.
+    """
+    sql = _Sql(session)
+    finest = (select(*_counts(sql, *_FINEST)).where(*window_conditions(window))
+              .group_by(*_FINEST, "bucket").subquery("finest"))
+    f = finest.c
+    keys = (f.approver, f.approver_level, f.team, f.decision_rule)
+    sets = [tuple_(*(keys[p] for p in positions), f.bucket) for positions in PICK.values()]
+    rollup = (
+        select(func.grouping(*keys).label("grouping"), *keys,
+               cast(null(), DateTime()).label("week"), f.bucket,
+               *(cast(func.sum(f[name]), BigInteger).label(name) for name in _SUMS),
+               func.sum(f.total).label("total"))
+        .group_by(func.grouping_sets(*sets))
+    )
+    week = type_coerce(sql.week_start(), DateTime()).label("week")
+    weekly = (select(literal(-1).label("grouping"),
+                     *(cast(null(), c.type).label(c.key) for c in _FINEST), week,
+                     *_counts(sql, weeks=True))
+              .where(*started_inside(window)).group_by(week, "bucket"))
+    cells = union_all(rollup, weekly).subquery("cells")
+    c = cells.c
+    group = [c.grouping, c.approver, c.approver_level, c.team, c.decision_rule, c.week]
+    running = func.sum(c.waits).over(partition_by=group, order_by=c.bucket, rows=(None, -1))
+    windowed = select(
+        *group, c.bucket, c.waits,
+        func.coalesce(running, 0).label("before"),
+        func.row_number().over(partition_by=group).label("first"),
+        *(cast(func.sum(c[name]).over(partition_by=group), BigInteger)
+          .label("n" if name == "waits" else name) for name in _SUMS),
+        func.sum(c.total).over(partition_by=group).label("total"),
+    ).subquery("windowed")
+    w = windowed.c
+    positions = [literal(f, Float) * cast(w.n - 1, Float) for f in FRACTIONS]
+    holds = [and_(cast(w.before, Float) <= rank, rank < cast(w.before + w.waits, Float))
+             for position in positions for rank in (func.floor(position), func.ceil(position))]
+    query = select(windowed).where(or_(w.first == 1, and_(w.bucket.is_not(None), or_(*holds))))
+    by_bits = {bits: name for name, bits in _GROUPING_BITS.items()}
+    groups: dict[tuple[Any, ...], _Group] = {}
+    for row in session.execute(query):
+        if row.grouping == -1:
+            key: tuple[Any, ...] = ("week", row.week)
+        else:
+            kind = by_bits[row.grouping]
+            finest_key = (row.approver, row.approver_level, row.team, row.decision_rule)
+            key = (kind, *(finest_key[p] for p in PICK[kind]))
+        found = groups.get(key)
+        if found is None:
+            found = groups[key] = _Group(row)
+        if row.bucket is not None and row.waits:
+            found.waits.cells[row.bucket] = (row.before, row.waits)
+    return groups
+
+
+#: Pass 2 finds a wait by (kind, bucket, rank inside the bucket) packed in one integer.
+_KINDS = (*PICK, "week")
+_SHIFT = 2**20
+
+
+_MONDAY = date(2000, 1, 3)
+
+
+def _week_code(week: datetime, number: int) -> int:
+    """A week's Monday and a bucket as one integer (days since a Monday, then the bucket)."""
+    return (to_date(week) - _MONDAY).days * _SHIFT + number
+
+
+def _cell(wanted: tuple[Any, ...]) -> int:
+    """The ``cell`` pass 2 gives a wanted (kind, *key, bucket, rank inside)."""
+    if wanted[0] == "week":
+        return _week_code(wanted[1], wanted[-2])
+    return wanted[-2] + _KINDS.index(wanted[0]) * _SHIFT
+
+
+def _pick(session: Session, window: Window, groups: dict[tuple[Any, ...], _Group]) -> bool:
+    """Pass 2: fill every histogram's ``picked`` waits; False if any rank did not come back.
+
+    ``groups`` is keyed by (kind, *key): the finest-key positions of ``PICK`` per
+    breakdown, or (week Monday,) for ``"week"``.
+    """
+    wanted: dict[tuple[Any, ...], tuple[_Group, int]] = {}
+    buckets: dict[str, set[int]] = defaultdict(set)
+    week_codes: set[int] = set()
+    for (kind, *key), group in groups.items():
+        cells = group.waits.wanted()
+        if cells is None:
+            return False
+        for number, rank, inside in cells:
+            wanted[(kind, *key, number, inside)] = (group, rank)
+            buckets[kind].add(number)
+            if kind == "week":
+                week_codes.add(_week_code(key[0], number))
+    if not wanted:
+        return True
+    sql = _Sql(session)
+    wait = sql.wait()
+    in_bucket = bucket(wait)
+    is_inside = (W.started_at >= window.since) if window.since is not None else true()
+    week = case((is_inside, type_coerce(sql.week_start(), DateTime())))
+    days = cast(type_coerce(sql.week_start(), DateTime()), Date) - _MONDAY
+    code = case((is_inside, cast(days, BigInteger) * _SHIFT + in_bucket))
+    combined = set().union(*(buckets[kind] for kind in PICK))
+    cand = (
+        select(*_FINEST, week.label("week"), in_bucket.label("bucket"), wait.label("wait"),
+               code.label("code"))
+        .where(*window_conditions(window), wait.is_not(None),
+               or_(in_bucket.in_(sorted(combined)),
+                   and_(in_bucket.in_(sorted(buckets["week"])), code.in_(sorted(week_codes)))))
+        .cte("cand")
+    )
+    columns = [cand.c.approver, cand.c.approver_level, cand.c.team, cand.c.decision_rule]
+    parts = []
+    for index, kind in enumerate(_KINDS):
+        if not buckets[kind]:
+            continue
+        keys = [cand.c.week] if kind == "week" else [columns[p] for p in PICK[kind]]
+        keep = (cand.c.code.in_(sorted(week_codes)) if kind == "week"
+                else cand.c.bucket.in_(sorted(buckets[kind])))
+        shown = [(c if c in keys else cast(null(), c.type)).label(c.key)
+                 for c in (*columns, cand.c.week)]
+        order = func.row_number().over(partition_by=[*keys, cand.c.bucket],
+                                       order_by=cand.c.wait) - 1
+        cell = cand.c.code if kind == "week" else cand.c.bucket + index * _SHIFT
+        parts.append(select(literal(index).label("kind"), *shown, cand.c.bucket,
+                            order.label("inside"), cand.c.wait,
+                            cast(cell, Numeric).label("cell")).where(keep))
+    ranked = union_all(*parts).subquery("ranked")
+    # only the rows at a wanted (cell, rank inside it); the key is checked below
+    cells = {_cell(key) * 2**32 + key[-1] for key in wanted}
+    found = 0
+    packed = ranked.c.cell * 2**32 + ranked.c.inside
+    for row in session.execute(select(ranked).where(packed.in_(sorted(cells)))):
+        kind = _KINDS[row.kind]
+        finest = (row.approver, row.approver_level, row.team, row.decision_rule)
+        key = [row.week] if kind == "week" else [finest[p] for p in PICK[kind]]
+        hit = wanted.get((kind, *key, row.bucket, row.inside))
+        if hit is not None:
+            group, rank = hit
+            group.waits.picked[rank] = row.wait
+            found += 1
+    return found == len(wanted)
+
+
+#: Below this many waits in the window (the planner's estimate) the sorts are quicker
+#: than the two passes: a 3-month window of the benchmark holds ~45,000.
+TWO_PASS_FROM = 100_000
+
+
+def estimated_waits(session: Session, window: Window) -> float:
+    """The planner's estimate of the waits in the window (EXPLAIN: nothing is read)."""
+    query = select(W.id).where(*window_conditions(window))
+    compiled = query.compile(dialect=session.get_bind().dialect,
+                             compile_kwargs={"render_postcompile": True})
+    plan = session.connection().exec_driver_sql(
+        f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar_one()
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+def two_pass(
+    session: Session, window: Window, now: datetime
+) -> tuple[Found, dict[date, Figures]] | None:
+    """Every breakdown and the weekly figures, exact, without sorting every group.
+
+    None when the window is small enough for the sorts (``TWO_PASS_FROM``), or when
+    pass 2 did not find every rank pass 1 counted (it cannot when both read one
+    snapshot); the caller then uses the sort-based queries.
+    """
+    if estimated_waits(session, window) < TWO_PASS_FROM:
+        return None
+    groups = _count(session, window)
+    if not _pick(session, window, groups):
+        log.warning("report.percentiles.mismatch")
+        return None
+    opened = _grouping_sets(session, window, now, W.ended_at.is_(None))
+    open_by_key = {(name, *key): figures for name, rows in opened.items() for key, figures in rows}
+    found: Found = {name: [] for name in DIMENSIONS}
+    weeks: dict[date, Figures] = {}
+    for (kind, *key), group in groups.items():
+        if kind == "week":
+            weeks[to_date(key[0])] = group.figures(None)
+        elif group.episodes:
+            found[kind].append((tuple(key), group.figures(open_by_key.get((kind, *key)))))
+    return found, weeks

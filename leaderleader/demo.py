@@ -17,6 +17,7 @@ from sqlalchemy import select
 from jobs.context import current_runtime
 from ledger.models import ApprovalWait, Comment
 from leaderleader.config import Settings
+from leaderleader.runtime import Runtime, stop_embedded_redis
 from webhooks.app import create_app
 from webhooks.auth import sign
 
@@ -45,28 +46,36 @@ def run_demo(settings: Settings, echo: Callable[[str], object]) -> int:
         echo(f"POST /webhooks/jira  {path.name:<58} {response.status_code} ({event})")
     with app.app_context():
         runtime = current_runtime()
-        SimpleWorker([runtime.queue], connection=runtime.redis).work(
-            burst=True, logging_level="WARNING"
-        )
-        with runtime.sessions() as session:
-            waits = session.scalars(select(ApprovalWait).order_by(ApprovalWait.started_at)).all()
-            echo("")
-            echo(f"{len(waits)} approval wait(s) in the ledger ({settings.effective_database_url}):")
-            for wait in waits:
-                if wait.unmapped:
-                    echo(f"  {wait.issue_key:<8} not judged: {', '.join(wait.unmapped)} "
-                         "is not in the rules file (nothing posted)")
-                    continue
-                verdict = "FLAGGED" if wait.flagged else "at the right level"
-                intent = f"; intent declared {wait.first_intent_at:%Y-%m-%d %H:%M}" if (
-                    wait.first_intent_at) else ""
-                echo(
-                    f"  {wait.issue_key:<8} waits on {wait.approver} ({wait.approver_level}); "
-                    f"rule {wait.decision_rule!r} -> {verdict}{intent}"
-                )
-            comments = session.scalars(select(Comment).order_by(Comment.id)).all()
-            for comment in comments:
-                echo("")
-                echo(f"--- comment on {comment.wait.issue_key} ({comment.state}) ---")
-                echo(comment.body)
+        try:
+            SimpleWorker([runtime.queue], connection=runtime.redis).work(
+                burst=True, logging_level="WARNING"
+            )
+            _report(runtime, settings, echo)
+        finally:
+            stop_embedded_redis(runtime.redis)
     return 0
+
+
+def _report(runtime: Runtime, settings: Settings, echo: Callable[[str], object]) -> None:
+    """The ledger's waits and the comments that would have been posted."""
+    with runtime.sessions() as session:
+        waits = session.scalars(select(ApprovalWait).order_by(ApprovalWait.started_at)).all()
+        echo("")
+        echo(f"{len(waits)} approval wait(s) in the ledger ({settings.effective_database_url}):")
+        for wait in waits:
+            if wait.unmapped:
+                echo(f"  {wait.issue_key:<8} not judged: {', '.join(wait.unmapped)} "
+                     "is not in the rules file (nothing posted)")
+                continue
+            verdict = "FLAGGED" if wait.flagged else "at the right level"
+            intent = f"; intent declared {wait.first_intent_at:%Y-%m-%d %H:%M}" if (
+                wait.first_intent_at) else ""
+            echo(
+                f"  {wait.issue_key:<8} waits on {wait.approver} ({wait.approver_level}); "
+                f"rule {wait.decision_rule!r} -> {verdict}{intent}"
+            )
+        comments = session.scalars(select(Comment).order_by(Comment.id)).all()
+        for comment in comments:
+            echo("")
+            echo(f"--- comment on {comment.wait.issue_key} ({comment.state}) ---")
+            echo(comment.body)

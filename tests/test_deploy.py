@@ -126,3 +126,24 @@ def test_cli_mistakes_end_in_one_line_not_a_traceback(tmp_path, env, words, says
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     assert says in lines[0]
     assert "pw-zz9" not in result.stderr
+
+
+def test_demo_replays_the_samples_and_prints_the_comment(tmp_path):
+    """The README's first command on a machine with nothing running: embedded Redis, SQLite."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env["LEADERLEADER_HOME"] = str(tmp_path / "home")
+    done = subprocess.run([sys.executable, "-m", "leaderleader", "demo"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "4 approval wait(s) in the ledger" in out
+    assert "PAY-101  waits on dana (director); rule 'Routine production deploy' -> FLAGGED" in out
+    assert "PAY-104  not judged" in out
+    assert "--- comment on PAY-101 (dry_run) ---" in out
+    assert "[~accountid:5b10a2844c20165700ede21g], you hold what is needed to decide." in out
+    assert "--- comment on PAY-103 (dry_run) ---" in out and "[~carol.s]" in out
+    assert "{quote}I intend to <action> because <reason>." in out

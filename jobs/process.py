@@ -12,8 +12,7 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from jobs.context import current_runtime, enqueue_comment
@@ -27,6 +26,7 @@ from jobs.waits import (
     wait_open_at,
     wait_transition,
 )
+from ledger.db import insert_new
 from ledger.models import Delivery, Intent, Ticket
 from leaderleader.metrics import count, observe_latency
 from rules.engine import evaluate
@@ -63,18 +63,13 @@ def process_delivery(delivery_id: str, body: str, received_at: str) -> str:
     extra = {"delivery": delivery_id, "issue": key, "webhook_event": event.event}
     comments: list[int] = []
     with runtime.sessions() as session:
-        delivery = Delivery(
-            delivery_id=delivery_id,
-            event=event.event,
-            issue_key=key,
-            payload_at=event.at,
-            received_at=received,
-            body=body,
-        )
-        try:
-            with session.begin_nested():
-                session.add(delivery)
-        except IntegrityError:
+        row = insert_new(session, Delivery, {
+            "delivery_id": delivery_id, "event": event.event, "issue_key": key,
+            "payload_at": event.at, "received_at": received, "body": body,
+            "outcome": "received",
+        }, unique=["delivery_id"])
+        if row is None:  # recorded before: Jira's retry, or rq's
+            session.rollback()
             log.info("jira.delivery.duplicate", extra=extra)
             count(runtime.redis, "processed", "duplicate")
             return "duplicate"
@@ -88,8 +83,8 @@ def process_delivery(delivery_id: str, body: str, received_at: str) -> str:
             outcome = apply_delete(session, event)
         else:
             outcome = "ignored"
-        delivery.outcome = outcome
-        delivery.processed_at = _now()
+        session.execute(update(Delivery).where(Delivery.id == row)
+                        .values(outcome=outcome, processed_at=_now()))
         session.commit()
     for comment_id in comments:
         enqueue_comment(runtime, comment_id)

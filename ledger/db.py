@@ -51,6 +51,27 @@ def _cut_to_fit(session: Session, _context: Any, _instances: Any) -> None:
                 setattr(obj, attribute.key, value[:length])
 
 
+def insert_new(session: Session, model: Any, values: dict[str, Any], unique: list[str]) -> Any:
+    """INSERT a row unless one with the same ``unique`` key exists; its id, or None.
+
+    One statement (``ON CONFLICT DO NOTHING RETURNING id``) instead of a savepoint
+    around an ORM insert: this is on every delivery's path. Text is cut to fit its
+    column as ``_cut_to_fit`` does for ORM rows.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    postgres = session.get_bind().dialect.name == "postgresql"
+    insert: Any = postgresql.insert if postgres else sqlite.insert
+    table = model.__table__
+    fitted = {}
+    for name, value in values.items():
+        length = getattr(table.c[name].type, "length", None)
+        fitted[name] = value[:length] if length and isinstance(value, str) else value
+    statement = (insert(table).values(**fitted)
+                 .on_conflict_do_nothing(index_elements=unique).returning(table.c.id))
+    return session.scalar(statement)
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     sessions = sessionmaker(engine, expire_on_commit=False)
     event.listen(sessions, "before_flush", _cut_to_fit)

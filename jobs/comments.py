@@ -137,7 +137,7 @@ def _post_locked(comment_id: int) -> str:
 
 
 def queue_reminders(now: datetime | None = None) -> int:
-    """Give each flagged wait still open past ``remind_after`` its one reminder."""
+    """Give each flagged wait still open past ``remind_after``, with no intent declared, its one reminder."""
     runtime = current_runtime()
     rules = runtime.rules.require()
     if rules.flag.remind_after is None:
@@ -152,6 +152,7 @@ def queue_reminders(now: datetime | None = None) -> int:
                 ApprovalWait.ended_at.is_(None),
                 ApprovalWait.started_at <= due,
                 ApprovalWait.source == "webhook",
+                ApprovalWait.first_intent_at.is_(None),  # someone said "I intend to": moving
                 ~ApprovalWait.comments.any(Comment.kind == "reminder"),
             )
         ).all()

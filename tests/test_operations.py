@@ -72,6 +72,20 @@ def test_one_reminder_for_a_wait_still_open_after_remind_after(make_app):
     assert "Still waiting" in reminder.body and "[~accountid:5b10a2844c20165700ede21g]" in reminder.body
 
 
+def test_no_reminder_once_someone_declared_an_intent(make_app):
+    app = make_app()
+    post_webhook(app, fixture_body(DEPLOY))
+    post_webhook(app, fixture_body("comment_created__cloud_intent"))
+    run_worker(app)
+    from jobs.comments import queue_reminders
+
+    with app.app_context():
+        with current_runtime().sessions() as session:
+            wait = session.scalars(select(ApprovalWait)).one()
+        assert wait.first_intent_at is not None
+        assert queue_reminders(now=wait.started_at + timedelta(days=3)) == 0
+
+
 def test_late_older_delivery_never_rolls_the_ticket_back(make_app):
     app = make_app()
     post_webhook(app, fixture_body("issue_updated__cloud_leaves_approval"))  # newer

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -53,45 +54,67 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def process_delivery(delivery_id: str, body: str, received_at: str) -> str:
-    """Apply one webhook delivery to the ledger; returns the outcome (for logs and tests)."""
+@dataclass(frozen=True)
+class Applied:
+    """What applying one delivery did; the rest (queue, metrics, log) follows the commit."""
+
+    outcome: str
+    comments: tuple[int, ...]
+    received: datetime
+    extra: dict[str, Any]
+
+
+def apply_delivery(session: Session, delivery_id: str, body: str, received_at: str) -> Applied:
+    """Apply one webhook delivery to the ledger in ``session``; the caller commits."""
     runtime = current_runtime()
     received = datetime.fromisoformat(received_at)
     event = parse_event(decode_body(body), received_at=received)
     rules = runtime.rules.require()
     key = getattr(event, "key", None)
     extra = {"delivery": delivery_id, "issue": key, "webhook_event": event.event}
+    row = insert_new(session, Delivery, {
+        "delivery_id": delivery_id, "event": event.event, "issue_key": key,
+        "payload_at": event.at, "received_at": received, "body": body,
+        "outcome": "received",
+    }, unique=["delivery_id"])
+    if row is None:  # recorded before: Jira's retry, or rq's
+        return Applied("duplicate", (), received, extra)
     comments: list[int] = []
-    with runtime.sessions() as session:
-        row = insert_new(session, Delivery, {
-            "delivery_id": delivery_id, "event": event.event, "issue_key": key,
-            "payload_at": event.at, "received_at": received, "body": body,
-            "outcome": "received",
-        }, unique=["delivery_id"])
-        if row is None:  # recorded before: Jira's retry, or rq's
-            session.rollback()
-            log.info("jira.delivery.duplicate", extra=extra)
-            count(runtime.redis, "processed", "duplicate")
-            return "duplicate"
-        if isinstance(event, IssueChanged):
-            outcome, comments = apply_issue_change(session, event, rules)
-            if event.comment is not None:
-                apply_comment(session, event.comment)
-        elif isinstance(event, CommentPosted):
-            outcome = apply_comment(session, event)
-        elif isinstance(event, IssueDeleted):
-            outcome = apply_delete(session, event)
-        else:
-            outcome = "ignored"
-        session.execute(update(Delivery).where(Delivery.id == row)
-                        .values(outcome=outcome, processed_at=_now()))
-        session.commit()
-    for comment_id in comments:
+    if isinstance(event, IssueChanged):
+        outcome, comments = apply_issue_change(session, event, rules)
+        if event.comment is not None:
+            apply_comment(session, event.comment)
+    elif isinstance(event, CommentPosted):
+        outcome = apply_comment(session, event)
+    elif isinstance(event, IssueDeleted):
+        outcome = apply_delete(session, event)
+    else:
+        outcome = "ignored"
+    session.execute(update(Delivery).where(Delivery.id == row)
+                    .values(outcome=outcome, processed_at=_now()))
+    return Applied(outcome, tuple(comments), received, extra)
+
+
+def after_commit(applied: Applied) -> None:
+    """Queue the comments a committed delivery asked for; count and log it."""
+    runtime = current_runtime()
+    for comment_id in applied.comments:
         enqueue_comment(runtime, comment_id)
-    count(runtime.redis, "processed", outcome)
-    observe_latency(runtime.redis, (_now() - received).total_seconds())
-    log.info("jira.delivery.processed", extra={**extra, "outcome": outcome})
-    return outcome
+    count(runtime.redis, "processed", applied.outcome)
+    if applied.outcome == "duplicate":
+        log.info("jira.delivery.duplicate", extra=applied.extra)
+        return
+    observe_latency(runtime.redis, (_now() - applied.received).total_seconds())
+    log.info("jira.delivery.processed", extra={**applied.extra, "outcome": applied.outcome})
+
+
+def process_delivery(delivery_id: str, body: str, received_at: str) -> str:
+    """Apply one delivery in a transaction of its own; returns the outcome."""
+    with current_runtime().sessions() as session:
+        applied = apply_delivery(session, delivery_id, body, received_at)
+        session.commit()
+    after_commit(applied)
+    return applied.outcome
 
 
 def apply_issue_change(

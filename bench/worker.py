@@ -1,4 +1,4 @@
-"""Worker throughput: deliveries/s through the inbox and ``process_delivery`` vs rq no-op jobs.
+"""Worker throughput: deliveries/s through the inbox and ``apply_delivery`` vs rq no-op jobs.
 
 Same worker class (rq's SimpleWorker), same Redis, same count. Our events are
 status changes of distinct tickets into and out of approval with the approver at the

@@ -1,8 +1,10 @@
 """The worker's first job: a verified delivery becomes ledger rows (and maybe a comment).
 
-rq runs ``process_delivery`` with plain, serialisable arguments: the delivery id and
-the raw body as Jira sent it. The ledger's unique delivery id makes a second run of
-the same delivery a no-op, so Jira's retries and rq's retries are both harmless.
+The inbox's drain job (``jobs.inbox``) hands each delivery over as plain data: the
+delivery id and the raw body as Jira sent it. ``apply_delivery`` writes it into the
+caller's transaction; ``after_commit`` queues, counts and logs once it is durable. The
+ledger's unique delivery id makes a second run of the same delivery a no-op, so Jira's
+retries and rq's retries are both harmless.
 """
 
 from __future__ import annotations
@@ -106,15 +108,6 @@ def after_commit(applied: Applied) -> None:
         return
     observe_latency(runtime.redis, (_now() - applied.received).total_seconds())
     log.info("jira.delivery.processed", extra={**applied.extra, "outcome": applied.outcome})
-
-
-def process_delivery(delivery_id: str, body: str, received_at: str) -> str:
-    """Apply one delivery in a transaction of its own; returns the outcome."""
-    with current_runtime().sessions() as session:
-        applied = apply_delivery(session, delivery_id, body, received_at)
-        session.commit()
-    after_commit(applied)
-    return applied.outcome
 
 
 def apply_issue_change(

@@ -36,6 +36,12 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+def fit(column_type: Any, value: Any) -> Any:
+    """``value`` cut to the length of its text column, if it is longer."""
+    length = column_type.length if isinstance(column_type, String) else None
+    return value[:length] if length and isinstance(value, str) and len(value) > length else value
+
+
 def _cut_to_fit(session: Session, _context: Any, _instances: Any) -> None:
     """Cut text longer than its column (a 300-character priority name from Jira).
 
@@ -44,11 +50,10 @@ def _cut_to_fit(session: Session, _context: Any, _instances: Any) -> None:
     """
     for obj in chain(session.new, session.dirty):
         for attribute in inspect(obj).mapper.column_attrs:
-            column_type = attribute.columns[0].type
-            length = column_type.length if isinstance(column_type, String) else None
             value = getattr(obj, attribute.key)
-            if length and isinstance(value, str) and len(value) > length:
-                setattr(obj, attribute.key, value[:length])
+            fitted = fit(attribute.columns[0].type, value)
+            if fitted is not value:
+                setattr(obj, attribute.key, fitted)
 
 
 def insert_new(session: Session, model: Any, values: dict[str, Any], unique: list[str]) -> Any:
@@ -56,17 +61,14 @@ def insert_new(session: Session, model: Any, values: dict[str, Any], unique: lis
 
     One statement (``ON CONFLICT DO NOTHING RETURNING id``) instead of a savepoint
     around an ORM insert: this is on every delivery's path. Text is cut to fit its
-    column as ``_cut_to_fit`` does for ORM rows.
+    column, as for ORM rows.
     """
     from sqlalchemy.dialects import postgresql, sqlite
 
     postgres = session.get_bind().dialect.name == "postgresql"
     insert: Any = postgresql.insert if postgres else sqlite.insert
     table = model.__table__
-    fitted = {}
-    for name, value in values.items():
-        length = getattr(table.c[name].type, "length", None)
-        fitted[name] = value[:length] if length and isinstance(value, str) else value
+    fitted = {name: fit(table.c[name].type, value) for name, value in values.items()}
     statement = (insert(table).values(**fitted)
                  .on_conflict_do_nothing(index_elements=unique).returning(table.c.id))
     return session.scalar(statement)

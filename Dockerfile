@@ -20,4 +20,4 @@ RUN pip install --no-cache-dir . \
 
 USER leaderleader
 EXPOSE 8000
-CMD ["gunicorn", "--config", "python:leaderleader.gunicorn_conf", "webhooks.wsgi:app"]
+CMD ["gunicorn", "--config", "python:service.gunicorn_conf", "webhooks.wsgi:app"]

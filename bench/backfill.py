@@ -15,7 +15,7 @@ from bench.common import write_result
 from connector.client import JiraConnector
 from jobs.history import backfill
 from ledger.db import make_engine, make_sessionmaker, upgrade
-from leaderleader.config import EXAMPLE_RULES
+from service.settings import EXAMPLE_RULES
 from rules.loader import load_rules
 from tests.fakejira import FakeJira
 

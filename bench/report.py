@@ -38,11 +38,11 @@ from sqlalchemy import Engine, insert, text
 
 from bench.common import embedded_redis_url, write_result
 from ledger.db import make_engine, upgrade
-from ledger.models import ApprovalWait, StatusChange, Ticket
+from ledger.models import ApprovalWait, StatusChange, TicketRecord
 from ledger.report import percentile
 from ledger.report_postgres import REPORT_WORK_MEM
-from leaderleader.config import Settings
-from leaderleader.runtime import Runtime
+from service.settings import Settings
+from service.runtime import Runtime
 from webhooks.app import create_app
 
 PEOPLE = [("bob", "engineer"), ("alice", "tech_lead"), ("carol", "manager"), ("dana", "director"),
@@ -91,7 +91,7 @@ def generate(engine: Engine, tickets: int, waits_per_ticket: int, seed: int = 7)
     with engine.begin() as conn:
         for first in range(0, tickets, chunk):
             ids = range(first + 1, min(first + chunk, tickets) + 1)
-            conn.execute(insert(Ticket), [
+            conn.execute(insert(TicketRecord), [
                 {"id": i, "key": f"P{i % 7}-{i}", "project": f"P{i % 7}", "summary": "", "labels": [],
                  "components": [], "fields": {}, "deleted": False} for i in ids])
             waits: list[dict[str, Any]] = []

@@ -19,11 +19,9 @@ from pathlib import Path
 from rq import SimpleWorker
 
 from bench.common import ROOT, embedded_redis_url, write_result
-from jobs.context import current_runtime
 from jobs.inbox import accept
-from leaderleader.config import Settings
-from leaderleader.runtime import Runtime
-from webhooks.app import create_app
+from service.settings import Settings
+from service.runtime import Runtime
 
 TEMPLATE = ROOT / "tests" / "fixtures" / "jira" / "issue_updated__cloud_purchase_manager_approves.json"
 
@@ -67,10 +65,9 @@ def run(jobs: int = 2000, rounds: int = 3) -> dict:
         queue_name=f"bench-{uuid.uuid4().hex[:6]}",
         jira_url=None,
     )
-    app = create_app(runtime=Runtime.build(settings, connection=connection))
+    runtime = Runtime.build(settings, connection=connection)
     ours, baseline = [], []
-    with app.app_context():
-        runtime = current_runtime()
+    with runtime.activate():
         for round_ in range(rounds):
             for _ in range(jobs):
                 runtime.queue.enqueue(noop)

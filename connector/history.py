@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.shapes import assignee_items, item_user, normalise_field, status_items, user_id
+from connector.shapes import (
+    assignee_items,
+    changelog_users,
+    item_user,
+    normalise_field,
+    status_items,
+    user_id,
+)
+from rules.model import Rules
+from rules.waiting import is_waiting, users_in
 
 
 @dataclass(frozen=True)
@@ -36,39 +43,19 @@ def jira_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is None else parsed.astimezone(UTC).replace(tzinfo=None)
 
 
-def _waits(statuses: set[str], name: Any, status_id: Any) -> bool:
-    return any(isinstance(v, str) and v.strip().lower() in statuses for v in (name, status_id))
-
-
 def _field_items(history: Any, field_id: str) -> list[dict[str, Any]]:
     items = history.get("items") if isinstance(history, dict) else None
     return [i for i in items or [] if isinstance(i, dict) and (
         i.get("fieldId") == field_id or str(i.get("field") or "") == field_id)]
 
 
-def _users(raw: Any) -> tuple[str, ...]:
-    """A user-picker item's ``from``/``to``: one id, or a multi-picker's ``[id1, id2]``."""
-    if not isinstance(raw, str) or not raw.strip():
-        return ()
-    return tuple(u for u in (p.strip() for p in re.split(r"[,\s]+", raw.strip().strip("[]"))) if u)
-
-
-def _current_users(value: Any) -> tuple[str, ...]:
-    found = normalise_field(value)
-    if isinstance(found, tuple):
-        return tuple(str(v) for v in found if v)
-    return (str(found),) if isinstance(found, str) and found.strip() else ()
-
-
-def approval_episodes(
-    issue: dict[str, Any], waiting_statuses: Iterable[str], approver_field: str | None = None
-) -> list[Episode]:
+def approval_episodes(issue: dict[str, Any], rules: Rules) -> list[Episode]:
     """Every stretch the ticket spent waiting for approval, oldest first.
 
-    Waiting means a waiting status or, when ``approver_field`` is given, that field set
-    (SPEC §5); each boundary is the history entry that crossed it.
+    Waiting is ``rules.waiting.is_waiting`` applied to the status and the approver field
+    as each history entry left them; each boundary is the entry that crossed it.
     """
-    statuses = {s.strip().lower() for s in waiting_statuses}
+    approver_field = rules.waiting.approver_field
     fields = issue.get("fields") or {}
     histories = sorted(
         (h for h in (issue.get("changelog") or {}).get("histories") or [] if isinstance(h, dict)),
@@ -87,11 +74,11 @@ def approval_episodes(
     assignee = item_user(first_assignee, "from") if first_assignee else user_id(fields.get("assignee"))
     approvers: tuple[str, ...] = ()
     if approver_field:
-        approvers = _users(first_approver.get("from")) if first_approver else _current_users(
-            fields.get(approver_field))
+        approvers = (changelog_users(first_approver.get("from")) if first_approver
+                     else users_in(normalise_field(fields.get(approver_field))))
 
     def waiting() -> bool:
-        return _waits(statuses, *status) or bool(approvers)
+        return is_waiting(rules, *status, approvers)
 
     def opening(at: datetime, before: str | None) -> tuple[datetime, str, str | None, str | None,
                                                             str | None, tuple[str, ...]]:
@@ -115,7 +102,7 @@ def approval_episodes(
             status = (item.get("toString"), item.get("to"))
         if approver_field:
             for item in _field_items(history, approver_field):
-                approvers = _users(item.get("to"))
+                approvers = changelog_users(item.get("to"))
         now = waiting()
         if now and not was and open_start is None:
             open_start = opening(at, before)

@@ -7,6 +7,7 @@ users differently on Cloud (``accountId``) and Server/Data Center (``name``/``ke
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rules.model import Ticket
@@ -123,3 +124,10 @@ def item_user(item: dict[str, Any], side: str) -> str | None:
     tmp = item.get("tmpFromAccountId" if side == "from" else "tmpToAccountId")
     value = tmp or item.get(side)
     return str(value) if value else None
+
+
+def changelog_users(raw: Any) -> tuple[str, ...]:
+    """A user-picker item's ``from``/``to``: one id, or a multi-picker's ``[id1, id2]``."""
+    if not isinstance(raw, str) or not raw.strip():
+        return ()
+    return tuple(u for u in (p.strip() for p in re.split(r"[,\s]+", raw.strip().strip("[]"))) if u)

@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 from datetime import UTC, date, datetime, timedelta
 
+from rq.job import Job
 from sqlalchemy import select
 
 from connector.errors import PermanentJiraError, TransientJiraError
-from jobs.context import current_runtime, enqueue_comment
-from jobs.waits import add_comment, snapshot_ticket, verdict_from_dict
+from ledger.waits import add_comment
 from ledger.models import ApprovalWait, Comment
-from leaderleader.metrics import count
+from service.metrics import count
+from service.runtime import Runtime, current_runtime
 from rules.comment import render_comment, render_reminder
-from rules.model import Rules
+from rules.model import Rules, Ticket, Verdict
 
 log = logging.getLogger("leaderleader.jobs")
 
@@ -46,8 +47,8 @@ def _now() -> datetime:
 
 def render_for(comment: Comment, rules: Rules, mention_style: str) -> str:
     wait = comment.wait
-    verdict = verdict_from_dict(wait.verdict)
-    ticket = snapshot_ticket(wait.ticket_snapshot)
+    verdict = Verdict.from_dict(wait.verdict)
+    ticket = Ticket.from_dict(wait.ticket_snapshot)
     render = render_reminder if comment.kind == "reminder" else render_comment
     return render(
         rules,
@@ -58,15 +59,28 @@ def render_for(comment: Comment, rules: Rules, mention_style: str) -> str:
     )
 
 
+def enqueue_comment(runtime: Runtime, comment_id: int) -> Job:
+    """Queue the posting of one comment; the job id is derived from the row, so at most one waits."""
+    return runtime.queue.enqueue(
+        post_comment,
+        comment_id,
+        job_id=f"leaderleader-comment-{comment_id}",
+        retry=runtime.retry(),
+        result_ttl=3600,
+        failure_ttl=30 * 24 * 3600,
+        description=f"comment {comment_id}",
+    )
+
+
 def post_comment(comment_id: int) -> str:
-    """Render and post (or, in dry-run, record) one comment; returns its final state."""
+    """rq job: render and post (or, in dry-run, record) one comment; returns its final state."""
     runtime = current_runtime()
     lock = runtime.redis.lock(f"leaderleader:lock:comment:{comment_id}",
                               timeout=runtime.settings.comment_lock_seconds)
     if not lock.acquire(blocking=True, blocking_timeout=30):
         raise TransientJiraError(f"comment {comment_id} is being posted by another worker")
     try:
-        state = _post_locked(comment_id)
+        state = _post_locked(runtime, comment_id)
         count(runtime.redis, "comments", state)
         return state
     finally:
@@ -76,8 +90,7 @@ def post_comment(comment_id: int) -> str:
             log.warning("comment.lock.expired", extra={"comment": comment_id})
 
 
-def _post_locked(comment_id: int) -> str:
-    runtime = current_runtime()
+def _post_locked(runtime: Runtime, comment_id: int) -> str:
     rules = runtime.rules.require()
     with runtime.sessions() as session:
         comment = session.get(Comment, comment_id)
@@ -136,9 +149,8 @@ def _post_locked(comment_id: int) -> str:
         return "posted"
 
 
-def queue_reminders(now: datetime | None = None) -> int:
+def queue_reminders(runtime: Runtime, now: datetime | None = None) -> int:
     """Give each flagged wait still open past ``remind_after``, with no intent declared, its one reminder."""
-    runtime = current_runtime()
     rules = runtime.rules.require()
     if rules.flag.remind_after is None:
         return 0
@@ -164,9 +176,8 @@ def queue_reminders(now: datetime | None = None) -> int:
     return len(queued)
 
 
-def requeue_pending(older_than: timedelta = timedelta(minutes=5)) -> int:
+def requeue_pending(runtime: Runtime, older_than: timedelta = timedelta(minutes=5)) -> int:
     """Re-queue comments left pending (a worker died between the ledger and the queue)."""
-    runtime = current_runtime()
     cutoff = _now() - older_than
     with runtime.sessions() as session:
         ids = session.scalars(

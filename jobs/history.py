@@ -21,11 +21,10 @@ from sqlalchemy.orm import Session
 
 from connector.history import Episode, approval_episodes, jira_time
 from connector.shapes import ticket_from_issue
-from jobs.waits import close_wait, open_wait, record_change, snapshot_ticket, update_ticket
-from ledger.models import ApprovalWait, Ticket
+from ledger.waits import close_wait, open_wait, record_change, update_ticket
+from ledger.models import ApprovalWait, TicketRecord
 from rules.engine import evaluate
-from rules.model import Rules, Verdict
-from rules.model import Ticket as TicketView
+from rules.model import Rules, Ticket, Verdict
 
 
 @dataclass
@@ -43,17 +42,17 @@ def import_issue(session: Session, issue: dict[str, Any], rules: Rules) -> tuple
         return None
     fields = issue.get("fields") or {}
     updated = jira_time(fields.get("updated")) or datetime.now(UTC).replace(tzinfo=None)
-    ticket = session.scalar(select(Ticket).where(Ticket.key == snapshot.key))
+    ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == snapshot.key))
     if ticket is not None and ticket.history_through is not None and ticket.history_through >= updated:
         return None
     if ticket is None:
-        ticket = Ticket(key=snapshot.key, jira_id=str(issue.get("id") or "") or None,
+        ticket = TicketRecord(key=snapshot.key, jira_id=str(issue.get("id") or "") or None,
                         project=snapshot.project)
         session.add(ticket)
         session.flush()
     waits = flagged = 0
     approver_field = rules.waiting.approver_field
-    for episode in approval_episodes(issue, rules.waiting.statuses, approver_field):
+    for episode in approval_episodes(issue, rules):
         if _recorded_by_webhook(session, ticket, episode):
             continue
         record_change(session, ticket, episode.started_at, None, episode.status, enters=True)
@@ -75,7 +74,7 @@ def import_issue(session: Session, issue: dict[str, Any], rules: Rules) -> tuple
 SAME_TRANSITION = timedelta(seconds=60)
 
 
-def _recorded_by_webhook(session: Session, ticket: Ticket, episode: Episode) -> bool:
+def _recorded_by_webhook(session: Session, ticket: TicketRecord, episode: Episode) -> bool:
     """Is this episode a wait the webhooks recorded already (its start a little off)?
 
     A webhook's ``timestamp`` and the changelog entry's ``created`` for the same
@@ -98,7 +97,7 @@ def _recorded_by_webhook(session: Session, ticket: Ticket, episode: Episode) -> 
     return True
 
 
-def episode_view(snapshot: TicketView, episode: Episode, approver_field: str | None) -> TicketView:
+def episode_view(snapshot: Ticket, episode: Episode, approver_field: str | None) -> Ticket:
     """The ticket as it stood when the wait began: its status, assignee and approver field then."""
     fields = dict(snapshot.fields)
     if approver_field:
@@ -179,6 +178,6 @@ def simulate(session: Session, rules: Rules, since: datetime | None = None) -> l
     for wait in session.scalars(query):
         if not wait.ticket_snapshot:
             continue
-        verdict = evaluate(rules, snapshot_ticket(wait.ticket_snapshot))
+        verdict = evaluate(rules, Ticket.from_dict(wait.ticket_snapshot))
         replayed.append(Replayed(wait.issue_key, wait.started_at, wait.flagged, verdict))
     return replayed

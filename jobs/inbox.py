@@ -22,10 +22,11 @@ import logging
 from typing import Any
 
 from rq import get_current_job
+from rq.job import Job
 
-from jobs.context import current_runtime, enqueue_drain
-from leaderleader.metrics import COUNTERS, count
-from leaderleader.runtime import Runtime
+from jobs.deliveries import after_commit, apply_delivery
+from service.metrics import COUNTERS, count
+from service.runtime import Runtime, current_runtime
 
 log = logging.getLogger("leaderleader.jobs")
 
@@ -62,6 +63,17 @@ def decode(entry: bytes | str) -> tuple[str, str, str]:
     return delivery_id, received_at, body
 
 
+def enqueue_drain(runtime: Runtime) -> Job:
+    """Queue a job that processes waiting deliveries."""
+    return runtime.queue.enqueue(
+        drain_inbox,
+        retry=runtime.retry(),
+        result_ttl=600,
+        failure_ttl=7 * 24 * 3600,
+        description="drain the delivery inbox",
+    )
+
+
 def accept(runtime: Runtime, delivery_id: str, body: str, received_at: str) -> bool:
     """Put a delivery in the inbox unless seen before; False for a duplicate.
 
@@ -87,16 +99,15 @@ def _process(runtime: Runtime, entries: list[Any], in_hand: str) -> None:
     alone and set aside for another try. The entries leave the "in hand" list only
     after the commit: a worker killed before it leaves them all to be done again.
     """
-    from jobs.process import after_commit, apply_delivery
-
     applied, failed = [], []
     with runtime.sessions() as session:
         for entry in entries:
             delivery_id = "unreadable"
             try:
                 delivery_id, received_at, body = decode(entry)
+                rules = runtime.rules.require()
                 with session.begin_nested():
-                    applied.append(apply_delivery(session, delivery_id, body, received_at))
+                    applied.append(apply_delivery(session, rules, delivery_id, body, received_at))
             except Exception:
                 log.exception("jira.delivery.error", extra={"delivery": delivery_id})
                 count(runtime.redis, "processed", "error")
@@ -109,7 +120,7 @@ def _process(runtime: Runtime, entries: list[Any], in_hand: str) -> None:
         pipe.lrem(in_hand, 1, entry)
     pipe.execute()
     for result in applied:
-        after_commit(result)
+        after_commit(runtime, result)
 
 
 def _take(runtime: Runtime, in_hand: str, most: int) -> list[Any]:
@@ -121,7 +132,7 @@ def _take(runtime: Runtime, in_hand: str, most: int) -> list[Any]:
 
 
 def drain_inbox(batch: int = DRAIN_BATCH) -> int:
-    """Process waiting deliveries (first any left in hand by a killed run); returns how many."""
+    """rq job: process waiting deliveries (first any left in hand by a killed run); returns how many."""
     runtime = current_runtime()
     job = get_current_job()
     inbox = inbox_key(runtime)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jobs.comments import queue_reminders, requeue_pending
-from jobs.context import current_runtime
 from jobs.inbox import requeue_failed
+from service.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,6 @@ class Round:
         return bool(self.reminders or self.pending_comments or self.retried_deliveries)
 
 
-def run_round() -> Round:
-    """One round, inside an app context."""
-    return Round(queue_reminders(), requeue_pending(), requeue_failed(current_runtime()))
+def run_round(runtime: Runtime) -> Round:
+    """One round of the scheduler."""
+    return Round(queue_reminders(runtime), requeue_pending(runtime), requeue_failed(runtime))

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 import click
 
-from leaderleader.config import ConfigError, Settings
+from service.logs import configure_logging
+from service.runtime import Runtime
+from service.settings import ConfigError, Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,7 +82,7 @@ def serve(host: str, port: int, worker: bool) -> None:
     """Run the webhook service (and, by default, a worker beside it)."""
     from werkzeug.serving import run_simple
 
-    from leaderleader.runtime import Runtime, stop_embedded_redis
+    from service.runtime import stop_embedded_redis
     from webhooks.app import create_app
 
     settings = Settings.from_env()
@@ -100,7 +102,7 @@ def serve(host: str, port: int, worker: bool) -> None:
     keeper = threading.Thread(target=_keep_worker, args=(redis_url, stop), daemon=True)
     if worker:
         keeper.start()
-        threading.Thread(target=_schedule, args=(app, stop), daemon=True).start()
+        threading.Thread(target=_schedule, args=(runtime, stop), daemon=True).start()
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
@@ -110,14 +112,13 @@ def serve(host: str, port: int, worker: bool) -> None:
         stop_embedded_redis(runtime.redis)
 
 
-def _schedule(app: Any, stop: threading.Event, every: float = 60.0) -> None:
+def _schedule(runtime: Runtime, stop: threading.Event, every: float = 60.0) -> None:
     """The scheduler's rounds beside the embedded worker (reminders, anything left behind)."""
     from jobs.rounds import run_round
 
     while not stop.wait(every):
         try:
-            with app.app_context():
-                run_round()
+            run_round(runtime)
         except Exception:  # noqa: BLE001 - a failed round is retried on the next
             logging.getLogger("leaderleader.scheduler").exception("scheduler.round.failed")
 
@@ -140,13 +141,11 @@ def worker(burst: bool) -> None:
     """Run a queue worker (jobs: deliveries, comments, reminders)."""
     from rq import SimpleWorker
 
-    from jobs.context import current_runtime
-    from webhooks.app import create_app
-
-    app = create_app()
-    with app.app_context():
-        runtime = current_runtime()
-        require_rules(runtime.settings)
+    settings = Settings.from_env()
+    require_rules(settings)
+    configure_logging(settings)
+    runtime = Runtime.build(settings, migrate=settings.migrate_on_start)
+    with runtime.activate():
         SimpleWorker([runtime.queue], connection=runtime.redis).work(
             burst=burst, with_scheduler=True, logging_level="WARNING"
         )
@@ -161,15 +160,15 @@ def scheduler(every: int, once: bool) -> None:
     """Queue due reminders; re-queue comments left pending and deliveries that failed."""
     import time
 
-    from jobs.context import current_runtime
     from jobs.rounds import run_round
-    from webhooks.app import create_app
 
-    app = create_app()
-    with app.app_context():
-        require_rules(current_runtime().settings)
+    settings = Settings.from_env()
+    require_rules(settings)
+    configure_logging(settings)
+    runtime = Runtime.build(settings, migrate=settings.migrate_on_start)
+    with runtime.activate():
         while True:
-            done = run_round()
+            done = run_round(runtime)
             if done or once:
                 click.echo(str(done))
             if once:

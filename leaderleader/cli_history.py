@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import click
 
 from leaderleader.cli_rules import rules_or_exit, settings_or_exit
-from leaderleader.config import Settings
+from service.settings import Settings
 
 
 @contextmanager
@@ -31,7 +31,7 @@ def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
 def backfill(jql: str, since: str | None, page_size: int) -> None:
     """Import approval history from Jira into the ledger. Posts nothing; safe to re-run."""
     from connector.errors import JiraError
-    from leaderleader.runtime import jira_connector
+    from service.runtime import jira_connector
     from jobs.history import backfill as run_backfill
     from jobs.history import parse_since, since_clause
 

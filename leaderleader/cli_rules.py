@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from leaderleader.config import ConfigError, Settings
+from service.settings import ConfigError, Settings
 from rules.engine import evaluate
 from rules.loader import RulesError, check_rules, load_rules
 from rules.model import Rules, Ticket, Verdict
@@ -143,14 +143,14 @@ def _ticket_from_jira(settings: Settings, rules_: Rules, key: str) -> Ticket:
     from connector.errors import JiraError
     from connector.history import approval_episodes
     from connector.shapes import ticket_from_issue
-    from leaderleader.runtime import jira_connector
+    from service.runtime import jira_connector
 
     jira = jira_connector(settings)
     try:
         issue = jira.fetch_issue(key)
     except JiraError as error:
         raise click.ClickException(f"cannot fetch {key} from Jira: {error}") from None
-    episodes = approval_episodes(issue, rules_.waiting.statuses, rules_.waiting.approver_field)
+    episodes = approval_episodes(issue, rules_)
     before = episodes[-1].assignee_before if episodes and episodes[-1].ended_at is None else None
     return ticket_from_issue(issue, assignee_before_approval=before)
 
@@ -159,7 +159,6 @@ def _ticket_from_ledger(settings: Settings, key: str) -> Ticket | None:
     from sqlalchemy import select
     from sqlalchemy.exc import SQLAlchemyError
 
-    from jobs.waits import snapshot_ticket
     from ledger.db import make_engine, make_sessionmaker
     from ledger.models import ApprovalWait
 
@@ -172,7 +171,7 @@ def _ticket_from_ledger(settings: Settings, key: str) -> Ticket | None:
                 .order_by(ApprovalWait.started_at.desc())
                 .limit(1)
             )
-            return snapshot_ticket(wait.ticket_snapshot) if wait else None
+            return Ticket.from_dict(wait.ticket_snapshot) if wait else None
     except SQLAlchemyError as error:  # no ledger yet, or one that cannot be reached
         raise click.ClickException(
             f"cannot read {key} from the ledger ({type(error).__name__}); "

@@ -14,12 +14,12 @@ from pathlib import Path
 from rq import SimpleWorker
 from sqlalchemy import select
 
-from jobs.context import current_runtime
 from ledger.models import ApprovalWait, Comment
-from leaderleader.config import Settings
-from leaderleader.runtime import Runtime, stop_embedded_redis
+from service.settings import Settings
+from service.runtime import Runtime, stop_embedded_redis
 from webhooks.app import create_app
 from webhooks.auth import sign
+from webhooks.extension import app_runtime
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
@@ -44,8 +44,8 @@ def run_demo(settings: Settings, echo: Callable[[str], object]) -> int:
         )
         event = json.loads(body).get("webhookEvent")
         echo(f"POST /webhooks/jira  {path.name:<58} {response.status_code} ({event})")
-    with app.app_context():
-        runtime = current_runtime()
+    runtime = app_runtime(app)
+    with runtime.activate():
         try:
             SimpleWorker([runtime.queue], connection=runtime.redis).work(
                 burst=True, logging_level="WARNING"

@@ -36,7 +36,7 @@ class Delivery(Base):
     body: Mapped[str] = mapped_column(Text)
 
 
-class Ticket(Base):
+class TicketRecord(Base):
     """The latest known state of a ticket; ``updated_at`` guards against stale deliveries."""
 
     __tablename__ = "tickets"
@@ -123,7 +123,7 @@ class ApprovalWait(Base):
     first_intent_at: Mapped[datetime | None]
     source: Mapped[str] = mapped_column(String(16), default="webhook")
 
-    ticket: Mapped[Ticket] = relationship(back_populates="waits")
+    ticket: Mapped[TicketRecord] = relationship(back_populates="waits")
     comments: Mapped[list[Comment]] = relationship(back_populates="wait")
 
 

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from ledger.models import ApprovalWait as W
-from ledger.models import Intent, Ticket
+from ledger.models import Intent, TicketRecord
 
 #: Dimensions the report breaks figures down by: JSON key -> grouping columns.
 DIMENSIONS: dict[str, tuple[Any, ...]] = {
@@ -152,7 +152,7 @@ def window_conditions(
 
     ``started`` replaces ``started_at`` in the ``until`` bound (SQLite's index hint).
     """
-    deleted = select(Ticket.id).where(Ticket.deleted.is_(True))
+    deleted = select(TicketRecord.id).where(TicketRecord.deleted.is_(True))
     conditions: list[ColumnElement[bool]] = [
         or_(W.ended_at.is_not(None), W.ticket_id.not_in(deleted))
     ]
@@ -264,8 +264,8 @@ def intents(session: Session, window: Window) -> int:
     if window.until is not None:
         query = query.where(Intent.declared_at < window.until)
     if window.project:
-        query = query.outerjoin(Ticket, Ticket.key == Intent.issue_key).where(
-            func.coalesce(W.project, Ticket.project) == window.project
+        query = query.outerjoin(TicketRecord, TicketRecord.key == Intent.issue_key).where(
+            func.coalesce(W.project, TicketRecord.project) == window.project
         )
     if window.team:
         query = query.where(W.team == window.team)

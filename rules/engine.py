@@ -11,28 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rules.model import INFORMATION, DecisionRule, FieldCondition, Person, Rules, Ticket, Verdict
-
-
-def is_waiting(rules: Rules, ticket: Ticket) -> bool:
-    """In a waiting-for-approval status (by name, case-insensitive, or id), or approver set."""
-    wanted = {s.strip().lower() for s in rules.waiting.statuses}
-    if ticket.status and ticket.status.strip().lower() in wanted:
-        return True
-    if ticket.status_id and ticket.status_id.strip().lower() in wanted:
-        return True
-    return bool(approvers_in_field(rules, ticket))
-
-
-def approvers_in_field(rules: Rules, ticket: Ticket) -> tuple[str, ...]:
-    field = rules.waiting.approver_field
-    if not field:
-        return ()
-    value = ticket.fields.get(field)
-    if isinstance(value, str):
-        return (value,) if value.strip() else ()
-    if isinstance(value, (list, tuple)):
-        return tuple(str(v) for v in value if isinstance(v, str) and v.strip())
-    return ()
+from rules.waiting import field_approvers, ticket_waits
 
 
 def _any(wanted: Iterable[str], have: Iterable[str]) -> bool:
@@ -128,14 +107,14 @@ def _decider(rules: Rules, holder: Person, level: str) -> tuple[Person | None, t
 def evaluate(rules: Rules, ticket: Ticket) -> Verdict:
     """Decide whether the ticket waits above the level that holds the information, and why."""
     reasons: list[str] = []
-    if not is_waiting(rules, ticket):
+    if not ticket_waits(rules, ticket):
         reasons.append(f"The ticket is in status '{ticket.status}', which is not a "
                        "waiting-for-approval status, and no approver is set.")
         return Verdict(key=ticket.key, waiting=False, flagged=False, reasons=tuple(reasons),
                        tolerance=rules.flag.tolerance)
-    field_approvers = approvers_in_field(rules, ticket)
-    if field_approvers:
-        approver_ids = field_approvers
+    named = field_approvers(rules, ticket.fields)
+    if named:
+        approver_ids = named
         reasons.append("The ticket waits for approval from the approver field "
                        f"{rules.waiting.approver_field}.")
     else:

@@ -147,6 +147,35 @@ class Ticket:
     assignee_before_approval: str | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the snapshot the ledger keeps with each wait."""
+        data = asdict(self)
+        data["fields"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.fields.items()}
+        for name in ("labels", "components"):
+            data[name] = list(data[name])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Ticket:
+        """The ticket a stored snapshot describes (lists back to tuples)."""
+        fields = {k: tuple(v) if isinstance(v, list) else v
+                  for k, v in (data.get("fields") or {}).items()}
+        return cls(
+            key=data["key"],
+            project=data.get("project", ""),
+            issue_type=data.get("issue_type"),
+            status=data.get("status"),
+            status_id=data.get("status_id"),
+            summary=data.get("summary", ""),
+            labels=tuple(data.get("labels", ())),
+            components=tuple(data.get("components", ())),
+            priority=data.get("priority"),
+            assignee=data.get("assignee"),
+            reporter=data.get("reporter"),
+            assignee_before_approval=data.get("assignee_before_approval"),
+            fields=fields,
+        )
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -176,3 +205,11 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        """The verdict stored with a wait; keys it does not know (older versions) are dropped."""
+        known = cls.__dataclass_fields__
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in data.items() if k in known}
+        return cls(**values)

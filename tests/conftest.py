@@ -21,11 +21,12 @@ from flask import Flask
 from rq import SimpleWorker
 from sqlalchemy import text
 
-from jobs.context import current_runtime
+from service.runtime import current_runtime
+from webhooks.extension import app_runtime
 from ledger.db import make_engine, upgrade
 from ledger.models import Base
-from leaderleader.config import EXAMPLE_RULES, Settings
-from leaderleader.runtime import Runtime, embedded_redis, stop_embedded_redis
+from service.settings import EXAMPLE_RULES, Settings
+from service.runtime import Runtime, embedded_redis, stop_embedded_redis
 from tests.fakejira import FakeJira
 from webhooks.app import create_app
 from webhooks.auth import sign
@@ -157,8 +158,8 @@ def post_webhook(
 
 
 def run_worker(app: Flask) -> None:
-    """Drain the queue with a real rq worker (burst mode), inside the app context."""
-    with app.app_context():
+    """Drain the queue with a real rq worker (burst mode), with the app's runtime active."""
+    with app_runtime(app).activate():
         runtime = current_runtime()
         SimpleWorker([runtime.queue], connection=runtime.redis).work(
             burst=True, logging_level="WARNING"

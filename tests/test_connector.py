@@ -11,7 +11,9 @@ from connector.client import JiraConnector
 from connector.errors import PermanentJiraError, TransientJiraError
 from connector.history import approval_episodes
 from connector.shapes import ticket_from_issue
-from jobs.context import current_runtime
+from rules.model import Rules, WaitingForApproval
+from service.runtime import current_runtime
+from webhooks.extension import app_runtime
 from ledger.models import Comment
 from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
 from tests.fakejira import FakeJira
@@ -107,7 +109,8 @@ def test_episodes_rebuilt_from_history():
                  _status_history(1, 10, "In Progress", "Awaiting Approval", ("bob", "dana")),
                  _status_history(3, 40, "In Progress", "Done"),
              ]}}
-    [episode] = approval_episodes(issue, ["awaiting approval"])
+    waiting = WaitingForApproval(statuses=("awaiting approval",))
+    [episode] = approval_episodes(issue, Rules(version=1, levels=(), people={}, waiting=waiting))
     assert (episode.started_at.minute, episode.ended_at.minute) == (10, 30)
     assert (episode.assignee_before, episode.approver_assignee) == ("bob", "dana")
 
@@ -133,7 +136,7 @@ def _app(make_app, fake: FakeJira):
 
 
 def _comment_row(app) -> Comment:
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         return session.scalars(select(Comment)).one()
 
 
@@ -175,7 +178,7 @@ def test_a_5xx_storm_ends_recorded_not_silent(make_app, fake_jira):
     assert fake_jira.comments("PAY-101") == []
     assert row.state == "pending" and row.attempts == 4  # first try + 3 retries, then rq's failed registry
     assert "502" in row.error
-    with app.app_context():
+    with app_runtime(app).activate():
         from rq.registry import FailedJobRegistry
 
         runtime = current_runtime()
@@ -246,10 +249,10 @@ def test_a_jira_that_cannot_list_comments_still_gets_the_comment(make_app, fake_
 
 def test_retries_of_failed_jobs_are_spread_out(make_app):
     """Jobs that failed together (a Jira outage) do not all come back at the same moment."""
-    from jobs.context import enqueue_comment
+    from jobs.comments import enqueue_comment
 
     app = make_app(retry_intervals=(100, 1000))
-    with app.app_context():
+    with app_runtime(app).activate():
         runtime = current_runtime()
         jobs = [enqueue_comment(runtime, comment_id) for comment_id in range(1, 21)]
     schedules = {tuple(job.retry_intervals) for job in jobs}

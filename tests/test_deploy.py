@@ -16,7 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 from leaderleader.cli import main
-from leaderleader.config import ConfigError, Settings
+from service.settings import ConfigError, Settings
 from webhooks.app import check_production
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +63,7 @@ def test_every_app_command_resolves_to_something_the_package_provides(name):
 
 def test_environment_names_in_compose_and_example_are_the_ones_the_code_reads():
     read = set(re.findall(r'env(?:\.get)?\(\s*"([A-Z_]+)"|_(?:flag|int|intervals|url)\(env, "([A-Z_]+)"',
-                          (ROOT / "leaderleader" / "config.py").read_text()))
+                          (ROOT / "service" / "settings.py").read_text()))
     names = {a or b for a, b in read}
     compose_env = set(compose()["x-app"]["environment"])
     example = {

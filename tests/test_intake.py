@@ -7,8 +7,9 @@ import json
 import redis
 from sqlalchemy import func, select
 
-from jobs.context import current_runtime
-from ledger.models import ApprovalWait, Delivery, StatusChange, Ticket
+from service.runtime import current_runtime
+from webhooks.extension import app_runtime
+from ledger.models import ApprovalWait, Delivery, StatusChange, TicketRecord
 from tests.conftest import SECRET, fixture_body, fixture_json, post_webhook, run_worker
 from webhooks.auth import sign, signature_problem
 
@@ -68,7 +69,7 @@ def test_retry_with_the_same_delivery_id_is_acknowledged_not_queued(app):
     again = post_webhook(app, body, delivery="d-1", retry=1)
     assert (first.status_code, again.status_code) == (202, 200)
     assert again.get_json()["status"] == "duplicate"
-    with app.app_context():
+    with app_runtime(app).activate():
         from jobs.inbox import backlog
 
         assert backlog(current_runtime()) == {"waiting": 1, "retrying": 0}
@@ -88,7 +89,7 @@ def test_unknown_and_ignored_events_are_acknowledged_and_not_queued(app):
         response = post_webhook(app, fixture_body(name))
         assert response.status_code == 200
         assert response.get_json()["status"] == "ignored"
-    with app.app_context():
+    with app_runtime(app).activate():
         from jobs.inbox import backlog
 
         assert current_runtime().queue.count == 0
@@ -133,7 +134,7 @@ def test_oversized_body_is_refused(make_app):
 
 
 def test_queue_down_answers_503_so_jira_retries(make_app, settings):
-    from leaderleader.runtime import Runtime
+    from service.runtime import Runtime
     from webhooks.app import create_app
 
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
@@ -150,13 +151,13 @@ def test_queue_down_answers_503_so_jira_retries(make_app, settings):
 def test_worker_records_each_delivery_once_even_if_queued_twice(app):
     body = fixture_body(DEPLOY)
     post_webhook(app, body, delivery="d-2")
-    with app.app_context():  # the same delivery in the inbox twice (e.g. a retried drain)
+    with app_runtime(app).activate():  # the same delivery in the inbox twice (e.g. a retried drain)
         from jobs.inbox import encode, inbox_key
 
         runtime = current_runtime()
         runtime.redis.rpush(inbox_key(runtime), encode("d-2", "2026-11-20T10:15:03", body.decode()))
     run_worker(app)
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         assert session.scalar(select(func.count()).select_from(Delivery)) == 1
 
 
@@ -177,7 +178,7 @@ def test_unknown_route_is_json_404(app):
 
 
 def _ledger_waits(app) -> list[ApprovalWait]:
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         return list(session.scalars(select(ApprovalWait).order_by(ApprovalWait.id)))
 
 
@@ -203,7 +204,7 @@ def test_characters_no_database_can_store_are_replaced_not_dropped(app):
     [wait] = _ledger_waits(app)
     assert wait.ticket_snapshot["summary"] == "Deploy \ufffd billing\ufffdservice"
     assert wait.ticket_snapshot["labels"] == ["deploy", "bill\ufffding"]
-    with app.app_context():
+    with app_runtime(app).activate():
         from jobs.inbox import backlog
 
         assert backlog(current_runtime()) == {"waiting": 0, "retrying": 0}
@@ -240,8 +241,8 @@ def test_overlong_jira_text_is_cut_to_fit_the_ledger(app):
     payload["changelog"]["items"][0]["fromString"] = "S" * 300
     assert post_webhook(app, json.dumps(payload).encode()).status_code == 202
     run_worker(app)
-    with app.app_context(), current_runtime().sessions() as session:
-        ticket = session.scalars(select(Ticket)).one()
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
+        ticket = session.scalars(select(TicketRecord)).one()
         assert ticket.priority == "P" * 64 and ticket.reporter == "r" * 128
         change = session.scalars(select(StatusChange)).one()
         assert change.from_status == "S" * 128

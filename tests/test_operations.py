@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from jobs.context import current_runtime
-from ledger.models import ApprovalWait, Comment, Ticket
+from service.runtime import current_runtime
+from webhooks.extension import app_runtime
+from ledger.models import ApprovalWait, Comment, TicketRecord
 from leaderleader.cli import main
-from leaderleader.config import EXAMPLE_RULES
+from service.settings import EXAMPLE_RULES
 from tests.conftest import SECRET, fixture_body, fixture_json, post_webhook, run_worker
 
 DEPLOY = "issue_updated__cloud_deploy_handed_to_director"
@@ -39,7 +40,7 @@ def test_rules_are_reloaded_and_a_bad_edit_keeps_the_last_good(make_app, tmp_pat
     rules_file.write_text(EXAMPLE_RULES.read_text().replace("tolerance: 0 ", "tolerance: 3 "))
     post_webhook(app, fixture_body(DEPLOY))
     run_worker(app)
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         wait = session.scalars(select(ApprovalWait)).one()
     assert wait.flagged is False and wait.rules_digest != first["digest"]
     rules_file.write_text(EXAMPLE_RULES.read_text().replace("tolerance: 0 ", "tolerence: 0 "))
@@ -57,15 +58,15 @@ def test_one_reminder_for_a_wait_still_open_after_remind_after(make_app):
     run_worker(app)
     from jobs.comments import queue_reminders
 
-    with app.app_context():
+    with app_runtime(app).activate():
         runtime = current_runtime()
         with runtime.sessions() as session:
             started = session.scalars(select(ApprovalWait)).one().started_at
-        assert queue_reminders(now=started + timedelta(days=1)) == 0  # not yet due (2d)
-        assert queue_reminders(now=started + timedelta(days=3)) == 1
-        assert queue_reminders(now=started + timedelta(days=4)) == 0  # only one, ever
+        assert queue_reminders(current_runtime(), now=started + timedelta(days=1)) == 0  # not yet due (2d)
+        assert queue_reminders(current_runtime(), now=started + timedelta(days=3)) == 1
+        assert queue_reminders(current_runtime(), now=started + timedelta(days=4)) == 0  # only one, ever
     run_worker(app)
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         kinds = [(c.kind, c.state) for c in session.scalars(select(Comment).order_by(Comment.id))]
         reminder = session.scalars(select(Comment).where(Comment.kind == "reminder")).one()
     assert kinds == [("flag", "dry_run"), ("reminder", "dry_run")]
@@ -79,11 +80,11 @@ def test_no_reminder_once_someone_declared_an_intent(make_app):
     run_worker(app)
     from jobs.comments import queue_reminders
 
-    with app.app_context():
+    with app_runtime(app).activate():
         with current_runtime().sessions() as session:
             wait = session.scalars(select(ApprovalWait)).one()
         assert wait.first_intent_at is not None
-        assert queue_reminders(now=wait.started_at + timedelta(days=3)) == 0
+        assert queue_reminders(current_runtime(), now=wait.started_at + timedelta(days=3)) == 0
 
 
 def test_late_older_delivery_never_rolls_the_ticket_back(make_app):
@@ -91,8 +92,8 @@ def test_late_older_delivery_never_rolls_the_ticket_back(make_app):
     post_webhook(app, fixture_body("issue_updated__cloud_leaves_approval"))  # newer
     post_webhook(app, fixture_body(DEPLOY))  # older, arrives late
     run_worker(app)
-    with app.app_context(), current_runtime().sessions() as session:
-        ticket = session.scalars(select(Ticket)).one()
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
+        ticket = session.scalars(select(TicketRecord)).one()
     assert (ticket.status, ticket.assignee) == ("In Progress", "5b10a2844c20165700ede21g")
 
 
@@ -180,7 +181,7 @@ def test_hostile_input_never_yields_a_5xx(app, body):
     assert response.is_json
     if response.status_code == 202:  # accepted: the worker must cope with it too
         run_worker(app)
-        with app.app_context():
+        with app_runtime(app).activate():
             from rq.registry import FailedJobRegistry
 
             from jobs.inbox import backlog
@@ -197,14 +198,14 @@ def test_a_delivery_that_cannot_be_processed_waits_for_another_try(make_app, tmp
     run_worker(app)
     from jobs.inbox import backlog, requeue_failed
 
-    with app.app_context():
+    with app_runtime(app).activate():
         runtime = current_runtime()
         assert backlog(runtime) == {"waiting": 0, "retrying": 1}
         assert app.test_client().get("/readyz").status_code == 503
         rules_file.write_text(EXAMPLE_RULES.read_text())
         assert requeue_failed(runtime) == 1  # what the scheduler does every round
     run_worker(app)
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         assert session.scalars(select(ApprovalWait)).one().flagged
         assert backlog(current_runtime()) == {"waiting": 0, "retrying": 0}
 

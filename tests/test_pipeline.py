@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from jobs.context import current_runtime
-from jobs.process import is_intent
+from service.runtime import current_runtime
+from webhooks.extension import app_runtime
+from jobs.deliveries import is_intent
 from ledger.models import ApprovalWait, Comment, Intent
 from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
 from tests.fakejira import FakeJira
@@ -32,12 +33,12 @@ def seed(fake_jira: FakeJira, *fixtures: str) -> None:
 
 
 def waits(app) -> list[ApprovalWait]:
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         return list(session.scalars(select(ApprovalWait).order_by(ApprovalWait.id)))
 
 
 def comments(app) -> list[Comment]:
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         return list(session.scalars(select(Comment).order_by(Comment.id)))
 
 
@@ -163,7 +164,7 @@ def test_intent_comment_is_recorded_on_the_open_wait(make_app):
     post_webhook(app, fixture_body("comment_created__cloud_plain_comment"))
     run_worker(app)
     [wait] = waits(app)
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         [intent] = session.scalars(select(Intent)).all()
     assert (intent.wait_id, intent.author, intent.author_handle) == (wait.id, BOB, "bob")
     assert wait.first_intent_at == intent.declared_at
@@ -174,7 +175,7 @@ def test_server_comment_without_issue_finds_its_ticket_by_id(make_app):
     post_webhook(app, fixture_body("issue_updated__server_handed_to_director"))
     post_webhook(app, fixture_body("comment_created__server_no_issue"))
     run_worker(app)
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         [intent] = session.scalars(select(Intent)).all()
     assert (intent.issue_key, intent.author_handle) == ("OPS-7", "carol")
 
@@ -203,7 +204,7 @@ def test_the_whole_comment_a_user_sees(make_app):
     from pathlib import Path
 
     from jobs.comments import proceed_on
-    from leaderleader.config import EXAMPLE_RULES
+    from service.settings import EXAMPLE_RULES
     from rules.loader import load_rules
 
     app = make_app()
@@ -224,7 +225,7 @@ def test_server_comment_events_inside_issue_updated(make_app):
         assert post_webhook(app, fixture_body(name)).status_code == 202
     run_worker(app)
     [wait] = waits(app)
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         intents = session.scalars(select(Intent)).all()
     # the deleted comment is not an intent; the italic one is
     assert [(i.jira_comment_id, i.wait_id, i.author_handle) for i in intents] == [

@@ -9,7 +9,7 @@ from datetime import date
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from leaderleader.config import EXAMPLE_RULES
+from service.settings import EXAMPLE_RULES
 from rules.comment import escape_wiki, render_comment
 from rules.engine import evaluate
 from rules.loader import load_rules

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from leaderleader.cli import main
-from leaderleader.config import EXAMPLE_RULES
+from service.settings import EXAMPLE_RULES
 from rules.loader import RulesError, check_rules_text, load_rules, load_rules_text
 
 GOOD = textwrap.dedent("""\

@@ -8,10 +8,10 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from jobs.context import EXTENSION
-from leaderleader.config import ConfigError, Settings
-from leaderleader.logs import configure_logging
-from leaderleader.runtime import Runtime
+from webhooks.extension import install
+from service.settings import ConfigError, Settings
+from service.logs import configure_logging
+from service.runtime import Runtime
 
 log = logging.getLogger("leaderleader.web")
 
@@ -36,7 +36,7 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions[EXTENSION] = runtime or Runtime.build(settings, migrate=settings.migrate_on_start)
+    install(app, runtime or Runtime.build(settings, migrate=settings.migrate_on_start))
 
     from webhooks import health, intake, metrics
 

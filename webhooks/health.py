@@ -9,7 +9,7 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from jobs.context import current_runtime
+from webhooks.extension import app_runtime
 from jobs.inbox import backlog
 
 bp = Blueprint("health", __name__)
@@ -22,7 +22,7 @@ def healthz() -> Any:
 
 @bp.get("/readyz")
 def readyz() -> Any:
-    runtime = current_runtime()
+    runtime = app_runtime()
     checks: dict[str, Any] = {}
     try:
         with runtime.engine.connect() as connection:

@@ -10,11 +10,11 @@ from typing import Any
 import redis
 from flask import Blueprint, jsonify, request
 
-from jobs.context import current_runtime
+from webhooks.extension import app_runtime
 from jobs.inbox import accept
-from leaderleader.metrics import count
+from service.metrics import count
 from webhooks.auth import signature_problem, token_problem
-from webhooks.events import Ignored, PayloadError, decode_body, parse_event
+from connector.events import Ignored, PayloadError, decode_body, parse_event
 
 bp = Blueprint("intake", __name__)
 log = logging.getLogger("leaderleader.web")
@@ -25,7 +25,7 @@ def _error(status: int, message: str, **headers: str) -> Any:
 
 
 def _auth_problem(body: bytes) -> str | None:
-    settings = current_runtime().settings
+    settings = app_runtime().settings
     if not (settings.webhook_secret or settings.webhook_token):
         return None  # development mode; production refuses to start like this
     problems = []
@@ -54,7 +54,7 @@ def delivery_id_for(body: bytes) -> str:
 
 @bp.post("/webhooks/jira")
 def receive() -> Any:
-    runtime = current_runtime()
+    runtime = app_runtime()
     body = request.get_data(cache=False)
     problem = _auth_problem(body)
     if problem is not None:

@@ -1,4 +1,4 @@
-"""``GET /metrics``: Prometheus text for the whole deployment (see leaderleader.metrics)."""
+"""``GET /metrics``: Prometheus text for the whole deployment (see service.metrics)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ from typing import Any
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from jobs.context import current_runtime
+from webhooks.extension import app_runtime
 from jobs.inbox import backlog
-from leaderleader.metrics import LedgerCollector
+from service.metrics import LedgerCollector
 
 bp = Blueprint("metrics", __name__)
 
 
 @bp.get("/metrics")
 def metrics() -> Any:
-    runtime = current_runtime()
+    runtime = app_runtime()
     registry = CollectorRegistry()
     registry.register(LedgerCollector(
         runtime.redis, lambda: runtime.queue.count + sum(backlog(runtime).values())))

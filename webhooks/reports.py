@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, render_template, request
 
-from jobs.context import current_runtime
+from webhooks.extension import app_runtime
 from ledger.report import Window, bottleneck_report
 from webhooks.charts import columns, stacked_hbars
 
@@ -123,7 +123,7 @@ def _token_ok(expected: str, allow_query: bool) -> bool:
 @bp.get("/reports/bottlenecks")
 @bp.get("/reports/bottlenecks.html", endpoint="bottlenecks_html")
 def bottlenecks() -> Any:
-    runtime = current_runtime()
+    runtime = app_runtime()
     expected = runtime.settings.report_token
     if not expected:
         return _error(503, "the report is disabled: REPORT_TOKEN must be set to serve it")

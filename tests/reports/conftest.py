@@ -29,8 +29,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from jobs.context import current_runtime
-from ledger.models import ApprovalWait, Intent, Ticket
+from service.runtime import current_runtime
+from webhooks.extension import app_runtime
+from ledger.models import ApprovalWait, Intent, TicketRecord
 
 TOKEN = "report-token-for-tests"
 JIRA = "https://jira.example.com"
@@ -71,9 +72,9 @@ INTENTS = [("PAY-2", "11-17T12:00"), ("OPS-7", "11-05T00:00"), ("PAY-6", "11-23T
 def add_wait(session: Any, spec: dict[str, Any]) -> ApprovalWait:
     """One ticket (reused by key) and one episode, as the worker would have recorded them."""
     project = spec.get("project", "PAY")
-    ticket = session.query(Ticket).filter_by(key=spec["key"]).one_or_none()
+    ticket = session.query(TicketRecord).filter_by(key=spec["key"]).one_or_none()
     if ticket is None:
-        ticket = Ticket(key=spec["key"], project=project, status="Awaiting Approval",
+        ticket = TicketRecord(key=spec["key"], project=project, status="Awaiting Approval",
                         deleted=spec.get("deleted", False))
         session.add(ticket)
         session.flush()
@@ -93,12 +94,12 @@ def add_wait(session: Any, spec: dict[str, Any]) -> ApprovalWait:
 
 def seed(app: Flask, waits: list[dict[str, Any]] = WAITS,
          intents: list[tuple[str, str]] = INTENTS) -> None:
-    with app.app_context():
+    with app_runtime(app).activate():
         with current_runtime().sessions.begin() as session:
             by_key = {spec["key"]: add_wait(session, spec) for spec in waits}
             for number, (key, declared) in enumerate(intents):
-                if key not in by_key and session.query(Ticket).filter_by(key=key).count() == 0:
-                    session.add(Ticket(key=key, project=key.split("-")[0]))
+                if key not in by_key and session.query(TicketRecord).filter_by(key=key).count() == 0:
+                    session.add(TicketRecord(key=key, project=key.split("-")[0]))
                 wait = by_key.get(key)
                 session.add(Intent(wait_id=wait.id if wait else None, issue_key=key,
                                    jira_comment_id=str(10000 + number), author="bob",

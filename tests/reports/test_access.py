@@ -9,7 +9,8 @@ import pytest
 from flask import Flask
 
 from ledger.report import Window, bottleneck_report
-from jobs.context import current_runtime
+from service.runtime import current_runtime
+from webhooks.extension import app_runtime
 from tests.reports.conftest import NOW, TOKEN, bearer, seed
 
 PATHS = ["/reports/bottlenecks", "/reports/bottlenecks.html", "/reports/bottlenecks?format=csv"]
@@ -83,7 +84,7 @@ def test_content_negotiation(report_app: Flask, accept: str | None, mimetype: st
 def _episodes(app: Flask, since: str | None, until: str | None) -> list[str]:
     window = Window(since=datetime.fromisoformat(since) if since else None,
                     until=datetime.fromisoformat(until) if until else None)
-    with app.app_context(), current_runtime().sessions() as session:
+    with app_runtime(app).activate(), current_runtime().sessions() as session:
         report = bottleneck_report(session, window, now=NOW, longest=50)
     return sorted(r["approver"] for r in report["by_approver"] for _ in range(r["episodes"]))
 

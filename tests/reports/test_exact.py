@@ -23,9 +23,10 @@ from flask import Flask
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from jobs.context import current_runtime
+from service.runtime import current_runtime
+from webhooks.extension import app_runtime
 from ledger import report_postgres
-from ledger.models import ApprovalWait, Ticket
+from ledger.models import ApprovalWait, TicketRecord
 from ledger.report import Window, bottleneck_report, hours, percentile
 from tests.reports.conftest import bearer
 
@@ -72,7 +73,7 @@ def _ledger(rng: random.Random, size: int) -> list[dict[str, Any]]:
 def _store(session: Session, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    session.execute(insert(Ticket), [
+    session.execute(insert(TicketRecord), [
         {"id": r["ticket"] + 1, "key": f"{r['project']}-{r['ticket']}", "project": r["project"],
          "summary": "", "labels": [], "components": [], "fields": {}, "deleted": r["deleted"]}
         for r in rows])
@@ -172,7 +173,7 @@ def test_random_ledgers_match_the_reference(
     rows = _ledger(rng, [0, 1, 2, 7, 40, 150, 600, 2500][seed % 8])
     fast = _two_passes(monkeypatch)
     app = make_app()
-    with app.app_context():
+    with app_runtime(app).activate():
         sessions = current_runtime().sessions
         with sessions.begin() as session:
             _store(session, rows)

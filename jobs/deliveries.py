@@ -1,7 +1,8 @@
-"""The worker's first job: a verified delivery becomes ledger rows (and maybe a comment).
+"""Applying one verified delivery to the ledger: ticket, approval wait, intent, comment.
 
-The inbox's drain job (``jobs.inbox``) hands each delivery over as plain data: the
-delivery id and the raw body as Jira sent it. ``apply_delivery`` writes it into the
+No rq job lives here: the inbox's drain job (``jobs.inbox``) hands each delivery over
+as plain data, the delivery id and the raw body as Jira sent it, with the rules to
+judge it by. ``apply_delivery`` writes it into the
 caller's transaction; ``after_commit`` queues, counts and logs once it is durable. The
 ledger's unique delivery id makes a second run of the same delivery a no-op, so Jira's
 retries and rq's retries are both harmless.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -18,23 +20,32 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from jobs.context import current_runtime, enqueue_comment
-from jobs.waits import (
+from jobs.comments import enqueue_comment
+from ledger.waits import (
     add_comment,
-    ticket_row,
-    update_ticket,
     close_wait,
     open_wait,
     record_change,
+    ticket_row,
+    update_ticket,
     wait_open_at,
-    wait_transition,
 )
 from ledger.db import insert_new
-from ledger.models import Delivery, Intent, Ticket
-from leaderleader.metrics import count, observe_latency
+from ledger.models import Delivery, Intent, TicketRecord
+from service.metrics import count, observe_latency
+from service.runtime import Runtime
 from rules.engine import evaluate
-from rules.model import Rules
-from webhooks.events import CommentPosted, IssueChanged, IssueDeleted, decode_body, parse_event
+from rules.model import Rules, Ticket
+from rules.waiting import field_approvers, is_waiting, ticket_waits
+from connector.events import (
+    CommentPosted,
+    FieldChange,
+    IssueChanged,
+    IssueDeleted,
+    decode_body,
+    parse_event,
+)
+from connector.shapes import changelog_users
 
 log = logging.getLogger("leaderleader.jobs")
 
@@ -66,12 +77,12 @@ class Applied:
     extra: dict[str, Any]
 
 
-def apply_delivery(session: Session, delivery_id: str, body: str, received_at: str) -> Applied:
+def apply_delivery(
+    session: Session, rules: Rules, delivery_id: str, body: str, received_at: str
+) -> Applied:
     """Apply one webhook delivery to the ledger in ``session``; the caller commits."""
-    runtime = current_runtime()
     received = datetime.fromisoformat(received_at)
     event = parse_event(decode_body(body), received_at=received)
-    rules = runtime.rules.require()
     key = getattr(event, "key", None)
     extra = {"delivery": delivery_id, "issue": key, "webhook_event": event.event}
     row = insert_new(session, Delivery, {
@@ -85,9 +96,9 @@ def apply_delivery(session: Session, delivery_id: str, body: str, received_at: s
     if isinstance(event, IssueChanged):
         outcome, comments = apply_issue_change(session, event, rules)
         if event.comment is not None:
-            apply_comment(session, event.comment)
+            apply_comment(session, event.comment, rules)
     elif isinstance(event, CommentPosted):
-        outcome = apply_comment(session, event)
+        outcome = apply_comment(session, event, rules)
     elif isinstance(event, IssueDeleted):
         outcome = apply_delete(session, event)
     else:
@@ -97,9 +108,8 @@ def apply_delivery(session: Session, delivery_id: str, body: str, received_at: s
     return Applied(outcome, tuple(comments), received, extra)
 
 
-def after_commit(applied: Applied) -> None:
+def after_commit(runtime: Runtime, applied: Applied) -> None:
     """Queue the comments a committed delivery asked for; count and log it."""
-    runtime = current_runtime()
     for comment_id in applied.comments:
         enqueue_comment(runtime, comment_id)
     count(runtime.redis, "processed", applied.outcome)
@@ -108,6 +118,23 @@ def after_commit(applied: Applied) -> None:
         return
     observe_latency(runtime.redis, (_now() - applied.received).total_seconds())
     log.info("jira.delivery.processed", extra={**applied.extra, "outcome": applied.outcome})
+
+
+def wait_transition(
+    rules: Rules, ticket: Ticket, changes: Sequence[FieldChange], *, created: bool
+) -> tuple[bool, bool]:
+    """(waiting before this change, waiting after it), from the changelog and the snapshot."""
+    after = ticket_waits(rules, ticket)
+    if created:
+        return False, after
+    status_before: tuple[str | None, str | None] = (ticket.status, ticket.status_id)
+    approvers_before = field_approvers(rules, ticket.fields)
+    for change in changes:
+        if change.field_id == "status":
+            status_before = (change.from_string, change.from_id)
+        elif rules.waiting.approver_field and change.field_id == rules.waiting.approver_field:
+            approvers_before = changelog_users(change.from_id or change.from_string)
+    return is_waiting(rules, *status_before, approvers_before), after
 
 
 def apply_issue_change(
@@ -143,18 +170,18 @@ def apply_issue_change(
     return "updated", []
 
 
-def _comment_ticket(session: Session, event: CommentPosted) -> Ticket | None:
+def _comment_ticket(session: Session, event: CommentPosted) -> TicketRecord | None:
     if event.key:
-        ticket = session.scalar(select(Ticket).where(Ticket.key == event.key))
+        ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == event.key))
         if ticket is None and event.ticket is not None:
             ticket = ticket_row(session, event.ticket, event.issue_id)
         return ticket
     if event.issue_id:
-        return session.scalar(select(Ticket).where(Ticket.jira_id == event.issue_id))
+        return session.scalar(select(TicketRecord).where(TicketRecord.jira_id == event.issue_id))
     return None
 
 
-def apply_comment(session: Session, event: CommentPosted) -> str:
+def apply_comment(session: Session, event: CommentPosted, rules: Rules) -> str:
     """Record an "I intend to …" comment as an intent on the wait it answers."""
     if not is_intent(event.body):
         return "comment-ignored"
@@ -168,8 +195,7 @@ def apply_comment(session: Session, event: CommentPosted) -> str:
         existing.body = event.body  # comment_updated: keep the latest wording
         return "intent-updated"
     wait = wait_open_at(session, ticket.id, event.at)
-    rules = current_runtime().rules.get()
-    person = rules.person_by_jira(event.author) if rules else None
+    person = rules.person_by_jira(event.author)
     session.add(
         Intent(
             wait_id=wait.id if wait else None,
@@ -187,7 +213,7 @@ def apply_comment(session: Session, event: CommentPosted) -> str:
 
 
 def apply_delete(session: Session, event: IssueDeleted) -> str:
-    ticket = session.scalar(select(Ticket).where(Ticket.key == event.key))
+    ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == event.key))
     if ticket is None:
         return "deleted-unknown"
     ticket.deleted = True

@@ -7,32 +7,30 @@ from arrival order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ledger.models import ApprovalWait, Comment, StatusChange, Ticket
-from rules.model import Rules, Ticket as TicketView, Verdict
-from webhooks.events import FieldChange
+from ledger.models import ApprovalWait, Comment, StatusChange, TicketRecord
+from rules.model import Rules, Ticket, Verdict
+from rules.waiting import field_approvers, is_waiting
 
 
-def ticket_row(session: Session, view: TicketView, issue_id: str | None) -> Ticket:
-    ticket = session.scalar(select(Ticket).where(Ticket.key == view.key))
+def ticket_row(session: Session, view: Ticket, issue_id: str | None) -> TicketRecord:
+    ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == view.key))
     if ticket is None:
-        ticket = Ticket(key=view.key, jira_id=issue_id, project=view.project)
+        ticket = TicketRecord(key=view.key, jira_id=issue_id, project=view.project)
         try:
             with session.begin_nested():
                 session.add(ticket)
         except IntegrityError:  # another worker created it first
-            ticket = session.scalars(select(Ticket).where(Ticket.key == view.key)).one()
+            ticket = session.scalars(select(TicketRecord).where(TicketRecord.key == view.key)).one()
     return ticket
 
 
-def update_ticket(ticket: Ticket, view: TicketView, issue_id: str | None, at: datetime) -> None:
+def update_ticket(ticket: TicketRecord, view: Ticket, issue_id: str | None, at: datetime) -> None:
     """Copy the snapshot unless the ledger already holds a newer one (late delivery)."""
     if ticket.updated_at is not None and ticket.updated_at > at:
         return
@@ -51,53 +49,8 @@ def update_ticket(ticket: Ticket, view: TicketView, issue_id: str | None, at: da
     ticket.updated_at = at
 
 
-def status_waits(rules: Rules, name: str | None, status_id: str | None) -> bool:
-    """Is this status one of the rules' waiting-for-approval statuses (by name or id)?"""
-    wanted = rules.waiting.statuses
-    if not wanted:
-        return False
-    if status_id is not None and status_id in wanted:
-        return True
-    if name is None:
-        return False
-    lowered = name.strip().lower()
-    return any(lowered == s.strip().lower() for s in wanted)
-
-
-def _approver_set(value: Any) -> bool:
-    if value is None:
-        return False
-    if isinstance(value, (list, tuple, set)):
-        return len(value) > 0
-    return str(value).strip() not in ("", "[]")
-
-
-def wait_transition(
-    rules: Rules, ticket: TicketView, changes: Sequence[FieldChange], *, created: bool
-) -> tuple[bool, bool]:
-    """(waiting before this change, waiting after it), from the changelog and the snapshot."""
-    status_before: tuple[str | None, str | None] = (ticket.status, ticket.status_id)
-    approver_field = rules.waiting.approver_field
-    approver_after = ticket.fields.get(approver_field) if approver_field else None
-    approver_before: Any = approver_after
-    for change in changes:
-        if change.field_id == "status":
-            status_before = (change.from_string, change.from_id)
-        elif approver_field and change.field_id == approver_field:
-            approver_before = change.from_id or change.from_string
-    after = status_waits(rules, ticket.status, ticket.status_id) or (
-        approver_field is not None and _approver_set(approver_after)
-    )
-    if created:
-        return False, after
-    before = status_waits(rules, *status_before) or (
-        approver_field is not None and _approver_set(approver_before)
-    )
-    return before, after
-
-
 def record_change(
-    session: Session, ticket: Ticket, at: datetime, frm: str | None, to: str | None, enters: bool
+    session: Session, ticket: TicketRecord, at: datetime, frm: str | None, to: str | None, enters: bool
 ) -> None:
     """Keep one boundary row per (ticket, time, destination); repeats are no-ops."""
     exists = session.scalar(
@@ -119,7 +72,7 @@ def record_change(
         session.flush()
 
 
-def _end_after(session: Session, ticket: Ticket, started: datetime) -> datetime | None:
+def _end_after(session: Session, ticket: TicketRecord, started: datetime) -> datetime | None:
     """The first recorded departure after ``started`` (it may have arrived before the entry)."""
     return session.scalar(
         select(StatusChange.at)
@@ -133,7 +86,7 @@ def _end_after(session: Session, ticket: Ticket, started: datetime) -> datetime 
     )
 
 
-def _moved_on_after(session: Session, ticket: Ticket, started: datetime, rules: Rules) -> datetime | None:
+def _moved_on_after(session: Session, ticket: TicketRecord, started: datetime, rules: Rules) -> datetime | None:
     """When the ledger already knows the ticket had left an episode that began at ``started``.
 
     Deliveries arrive out of order: a later episode, or a newer snapshot of the ticket
@@ -149,10 +102,8 @@ def _moved_on_after(session: Session, ticket: Ticket, started: datetime, rules: 
     )
     if later_start is not None:
         bounds.append(later_start)
-    approver_field = rules.waiting.approver_field
-    if ticket.updated_at is not None and ticket.updated_at > started and not (
-        status_waits(rules, ticket.status, ticket.status_id)
-        or (approver_field is not None and _approver_set((ticket.fields or {}).get(approver_field)))
+    if ticket.updated_at is not None and ticket.updated_at > started and not is_waiting(
+        rules, ticket.status, ticket.status_id, field_approvers(rules, ticket.fields or {})
     ):
         bounds.append(ticket.updated_at)
     return min(bounds, default=None)
@@ -160,9 +111,9 @@ def _moved_on_after(session: Session, ticket: Ticket, started: datetime, rules: 
 
 def open_wait(
     session: Session,
-    ticket: Ticket,
+    ticket: TicketRecord,
     at: datetime,
-    snapshot: TicketView,
+    snapshot: Ticket,
     verdict: Verdict,
     rules: Rules,
     *,
@@ -192,7 +143,7 @@ def open_wait(
         flagged=verdict.flagged,
         unmapped=list(verdict.unmapped),
         verdict=verdict.to_dict(),
-        ticket_snapshot=snapshot_dict(snapshot),
+        ticket_snapshot=snapshot.to_dict(),
         rules_digest=rules.digest,
         source=source,
     )
@@ -204,7 +155,7 @@ def open_wait(
     return wait
 
 
-def close_wait(session: Session, ticket: Ticket, at: datetime) -> ApprovalWait | None:
+def close_wait(session: Session, ticket: TicketRecord, at: datetime) -> ApprovalWait | None:
     """End the episode that was open at ``at`` (unless a known earlier end exists)."""
     wait = session.scalar(
         select(ApprovalWait)
@@ -241,48 +192,3 @@ def add_comment(session: Session, wait: ApprovalWait, kind: str, now: datetime) 
     session.add(comment)
     session.flush()
     return comment
-
-
-def snapshot_dict(ticket: TicketView) -> dict[str, Any]:
-    return {
-        "key": ticket.key,
-        "project": ticket.project,
-        "issue_type": ticket.issue_type,
-        "status": ticket.status,
-        "status_id": ticket.status_id,
-        "summary": ticket.summary,
-        "labels": list(ticket.labels),
-        "components": list(ticket.components),
-        "priority": ticket.priority,
-        "assignee": ticket.assignee,
-        "reporter": ticket.reporter,
-        "assignee_before_approval": ticket.assignee_before_approval,
-        "fields": {k: list(v) if isinstance(v, tuple) else v for k, v in ticket.fields.items()},
-    }
-
-
-def snapshot_ticket(data: dict[str, Any]) -> TicketView:
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.get("fields", {}).items()}
-    return TicketView(
-        key=data["key"],
-        project=data.get("project", ""),
-        issue_type=data.get("issue_type"),
-        status=data.get("status"),
-        status_id=data.get("status_id"),
-        summary=data.get("summary", ""),
-        labels=tuple(data.get("labels", ())),
-        components=tuple(data.get("components", ())),
-        priority=data.get("priority"),
-        assignee=data.get("assignee"),
-        reporter=data.get("reporter"),
-        assignee_before_approval=data.get("assignee_before_approval"),
-        fields=fields,
-    )
-
-
-def verdict_from_dict(data: dict[str, Any]) -> Verdict:
-    known = Verdict.__dataclass_fields__
-    values: dict[str, Any] = {
-        k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known
-    }
-    return Verdict(**values)

@@ -1,31 +1,48 @@
 """The parts one process needs, built from Settings: ledger, queue, rules, Jira.
 
-The web app and the worker both hold one ``Runtime`` (in ``app.extensions``);
-nothing is opened at import time.
+The web app holds one ``Runtime`` in ``app.extensions``; a worker or the scheduler
+activates one for the jobs it runs (``Runtime.activate``), and an rq job's entry point
+reads it with ``current_runtime()`` and passes what it needs down as arguments.
+Nothing is opened at import time.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from connector.client import JiraConnector
 from ledger.db import make_engine, make_sessionmaker, upgrade
-from leaderleader.config import Settings
+from service.settings import Settings
 from rules.loader import RulesError, load_rules
 from rules.model import Rules
 
 log = logging.getLogger("leaderleader.runtime")
+
+_active: ContextVar[Runtime] = ContextVar("leaderleader_runtime")
+
+
+def current_runtime() -> Runtime:
+    """The Runtime activated for the jobs this process runs (``Runtime.activate``)."""
+    try:
+        return _active.get()
+    except LookupError:
+        raise RuntimeError("no leaderleader runtime is active: run jobs inside "
+                           "Runtime.activate() (the worker and the scheduler do)") from None
 
 
 def embedded_redis(home: Path) -> redis.Redis:
@@ -145,6 +162,24 @@ class Runtime:
             queue=Queue(settings.queue_name, connection=connection),
             rules=RulesSource(settings.rules_file),
         )
+
+    @contextmanager
+    def activate(self) -> Iterator[Runtime]:
+        """Make this the runtime that jobs run in this context find with ``current_runtime``."""
+        token = _active.set(self)
+        try:
+            yield self
+        finally:
+            _active.reset(token)
+
+    def retry(self) -> Retry:
+        """rq's retries at the configured intervals, each jittered by ±20% per job.
+
+        The jitter spreads the retries of many jobs that failed together (a Jira outage)
+        instead of sending them back all at once.
+        """
+        intervals = [round(i * random.uniform(0.8, 1.2)) for i in self.settings.retry_intervals]
+        return Retry(max=len(intervals), interval=intervals)
 
     def dry_run(self) -> bool:
         rules = self.rules.get()

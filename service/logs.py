@@ -7,7 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from leaderleader.config import Settings
+from service.settings import Settings
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 

@@ -15,8 +15,8 @@ from bench.common import write_result
 from connector.client import JiraConnector
 from jobs.history import backfill
 from ledger.db import make_engine, make_sessionmaker, upgrade
-from service.settings import EXAMPLE_RULES
 from rules.loader import load_rules
+from service.settings import EXAMPLE_RULES
 from tests.fakejira import FakeJira
 
 BOB, DANA = "5b10a2844c20165700ede21g", "dana.k"

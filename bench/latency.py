@@ -20,8 +20,8 @@ from pathlib import Path
 
 from bench.common import ROOT, embedded_redis_url, write_result
 from connector.client import JiraConnector
-from service.settings import Settings
 from service.runtime import Runtime
+from service.settings import Settings
 from tests.fakejira import FakeJira
 from webhooks.app import create_app
 from webhooks.auth import sign

@@ -27,9 +27,9 @@ import statistics
 import tempfile
 import time
 import uuid
-from itertools import groupby
 from dataclasses import replace
 from datetime import datetime, timedelta
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,8 @@ from ledger.db import make_engine, upgrade
 from ledger.models import ApprovalWait, StatusChange, TicketRecord
 from ledger.report import percentile
 from ledger.report_postgres import REPORT_WORK_MEM
-from service.settings import Settings
 from service.runtime import Runtime
+from service.settings import Settings
 from webhooks.app import create_app
 
 PEOPLE = [("bob", "engineer"), ("alice", "tech_lead"), ("carol", "manager"), ("dana", "director"),

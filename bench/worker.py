@@ -20,8 +20,8 @@ from rq import SimpleWorker
 
 from bench.common import ROOT, embedded_redis_url, write_result
 from jobs.inbox import accept
-from service.settings import Settings
 from service.runtime import Runtime
+from service.settings import Settings
 
 TEMPLATE = ROOT / "tests" / "fixtures" / "jira" / "issue_updated__cloud_purchase_manager_approves.json"
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.shapes import ticket_from_issue, user_id
-from rules.model import Ticket
+from connector.shapes import is_issue_key, ticket_from_issue, user_id
+from rules.model import Ticket, utc_now
 
 ISSUE_EVENTS = frozenset({"jira:issue_created", "jira:issue_updated"})
 COMMENT_EVENTS = frozenset({"comment_created", "comment_updated"})
@@ -46,9 +46,6 @@ IGNORED_EVENTS = frozenset(
 )
 
 _COMMENT_SELF = re.compile(r"/issue/(?P<issue>[^/]+)/comment/")
-#: Jira issue keys: a project key (letters, digits, underscores) and a number. The key
-#: ends up in Jira API paths, so anything else is refused at the door.
-_ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*-[0-9]+")
 MAX_KEY_LENGTH = 64
 MAX_ID_LENGTH = 64
 #: A JSON escape of a NUL or of a surrogate: text no database column can hold as sent.
@@ -177,7 +174,7 @@ def _issue_key(issue: dict[str, Any]) -> str:
     key = issue.get("key")
     if not isinstance(key, str) or not key:
         raise PayloadError("'issue.key' is missing or not a string")
-    if len(key) > MAX_KEY_LENGTH or not _ISSUE_KEY.fullmatch(key):
+    if len(key) > MAX_KEY_LENGTH or not is_issue_key(key):
         raise PayloadError("'issue.key' is not a Jira issue key (like PAY-123)")
     return key
 
@@ -194,7 +191,7 @@ def event_time(payload: dict[str, Any], fallback: datetime | None = None) -> dat
     """The payload's own time (epoch ms) as naive UTC; Jira orders events by it, so do we."""
     raw = payload.get("timestamp")
     if raw is None:
-        return fallback or datetime.now(UTC).replace(tzinfo=None)
+        return fallback or utc_now()
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         raise PayloadError("'timestamp' must be a number (epoch milliseconds)")
     try:

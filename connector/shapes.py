@@ -12,6 +12,14 @@ from typing import Any
 
 from rules.model import Ticket
 
+#: Jira issue keys: a project key (letters, digits, underscores) and a number. Keys end
+#: up in Jira API paths, so anything else is refused where it comes in.
+ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*-[0-9]+")
+
+
+def is_issue_key(text: str) -> bool:
+    return bool(ISSUE_KEY.fullmatch(text))
+
 
 def user_id(user: Any) -> str | None:
     """Cloud accountId, else the Server/DC username, else its key."""

@@ -9,18 +9,18 @@ have died after Jira accepted the comment but before the ledger recorded it.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from rq.job import Job
 from sqlalchemy import select
 
 from connector.errors import PermanentJiraError, TransientJiraError
-from ledger.waits import add_comment
 from ledger.models import ApprovalWait, Comment
+from ledger.waits import add_comment
+from rules.comment import render_comment, render_reminder
+from rules.model import Rules, Ticket, Verdict, utc_now
 from service.metrics import count
 from service.runtime import Runtime, current_runtime
-from rules.comment import render_comment, render_reminder
-from rules.model import Rules, Ticket, Verdict
 
 log = logging.getLogger("leaderleader.jobs")
 
@@ -34,15 +34,11 @@ def proceed_on(started: datetime, rules: Rules, now: datetime | None = None) -> 
     Counted from when the comment is written (a late or replayed delivery still
     proposes a date in the future).
     """
-    base = max(started, now or _now())
+    base = max(started, now or utc_now())
     day = (base + (rules.flag.remind_after or DEFAULT_GRACE)).date()
     while day.weekday() >= 5:
         day += timedelta(days=1)
     return day
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def render_for(comment: Comment, rules: Rules, mention_style: str) -> str:
@@ -111,7 +107,7 @@ def _post_locked(runtime: Runtime, comment_id: int) -> str:
         comment.attempts += 1
         if dry_run:
             comment.state = "dry_run"
-            comment.posted_at = _now()
+            comment.posted_at = utc_now()
             session.commit()
             log.info("comment.dry_run", extra={**extra, "body": comment.body})
             return "dry_run"
@@ -142,7 +138,7 @@ def _post_locked(runtime: Runtime, comment_id: int) -> str:
             raise
         comment.state = "posted"
         comment.jira_comment_id = jira_id
-        comment.posted_at = _now()
+        comment.posted_at = utc_now()
         comment.error = None
         session.commit()
         log.info("comment.posted", extra=extra)
@@ -154,7 +150,7 @@ def queue_reminders(runtime: Runtime, now: datetime | None = None) -> int:
     rules = runtime.rules.require()
     if rules.flag.remind_after is None:
         return 0
-    now = now or _now()
+    now = now or utc_now()
     due = now - rules.flag.remind_after
     queued = []
     with runtime.sessions() as session:
@@ -178,7 +174,7 @@ def queue_reminders(runtime: Runtime, now: datetime | None = None) -> int:
 
 def requeue_pending(runtime: Runtime, older_than: timedelta = timedelta(minutes=5)) -> int:
     """Re-queue comments left pending (a worker died between the ledger and the queue)."""
-    cutoff = _now() - older_than
+    cutoff = utc_now() - older_than
     with runtime.sessions() as session:
         ids = session.scalars(
             select(Comment.id).where(Comment.state == "pending", Comment.created_at <= cutoff)

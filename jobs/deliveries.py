@@ -14,29 +14,12 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from jobs.comments import enqueue_comment
-from ledger.waits import (
-    add_comment,
-    close_wait,
-    open_wait,
-    record_change,
-    ticket_row,
-    update_ticket,
-    wait_open_at,
-)
-from ledger.db import insert_new
-from ledger.models import Delivery, Intent, TicketRecord
-from service.metrics import count, observe_latency
-from service.runtime import Runtime
-from rules.engine import evaluate
-from rules.model import Rules, Ticket
-from rules.waiting import field_approvers, is_waiting, ticket_waits
 from connector.events import (
     CommentPosted,
     FieldChange,
@@ -46,6 +29,23 @@ from connector.events import (
     parse_event,
 )
 from connector.shapes import changelog_users
+from jobs.comments import enqueue_comment
+from ledger.db import insert_new
+from ledger.models import Delivery, Intent, TicketRecord
+from ledger.waits import (
+    add_comment,
+    close_wait,
+    open_wait,
+    record_change,
+    ticket_row,
+    update_ticket,
+    wait_open_at,
+)
+from rules.engine import evaluate
+from rules.model import Rules, Ticket, utc_now
+from rules.waiting import field_approvers, is_waiting, ticket_waits
+from service.metrics import count, observe_latency
+from service.runtime import Runtime
 
 log = logging.getLogger("leaderleader.jobs")
 
@@ -61,10 +61,6 @@ _INTENT = re.compile(
 
 def is_intent(body: str) -> bool:
     return bool(_INTENT.match(body or ""))
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 @dataclass(frozen=True)
@@ -104,7 +100,7 @@ def apply_delivery(
     else:
         outcome = "ignored"
     session.execute(update(Delivery).where(Delivery.id == row)
-                    .values(outcome=outcome, processed_at=_now()))
+                    .values(outcome=outcome, processed_at=utc_now()))
     return Applied(outcome, tuple(comments), received, extra)
 
 
@@ -116,7 +112,7 @@ def after_commit(runtime: Runtime, applied: Applied) -> None:
     if applied.outcome == "duplicate":
         log.info("jira.delivery.duplicate", extra=applied.extra)
         return
-    observe_latency(runtime.redis, (_now() - applied.received).total_seconds())
+    observe_latency(runtime.redis, (utc_now() - applied.received).total_seconds())
     log.info("jira.delivery.processed", extra={**applied.extra, "outcome": applied.outcome})
 
 
@@ -161,7 +157,7 @@ def apply_issue_change(
         if wait is None:
             return "wait-known", []
         if verdict.flagged and wait.ended_at is None:
-            comment = add_comment(session, wait, "flag", _now())
+            comment = add_comment(session, wait, "flag", utc_now())
             return "flagged", [comment.id]
         return ("unmapped" if verdict.unmapped else "wait-opened"), []
     if before and not after:

@@ -10,10 +10,9 @@ from the changelog's time.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -21,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from connector.history import Episode, approval_episodes, jira_time
 from connector.shapes import ticket_from_issue
-from ledger.waits import close_wait, open_wait, record_change, update_ticket
 from ledger.models import ApprovalWait, TicketRecord
+from ledger.waits import close_wait, open_wait, record_change, update_ticket
 from rules.engine import evaluate
-from rules.model import Rules, Ticket, Verdict
+from rules.model import Rules, Ticket, Verdict, utc_now
 
 
 @dataclass
@@ -41,7 +40,7 @@ def import_issue(session: Session, issue: dict[str, Any], rules: Rules) -> tuple
     if not snapshot.key:
         return None
     fields = issue.get("fields") or {}
-    updated = jira_time(fields.get("updated")) or datetime.now(UTC).replace(tzinfo=None)
+    updated = jira_time(fields.get("updated")) or utc_now()
     ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == snapshot.key))
     if ticket is not None and ticket.history_through is not None and ticket.history_through >= updated:
         return None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 import click
 
 from leaderleader.cli_rules import rules_or_exit, settings_or_exit
+from rules.model import utc_now
 from service.settings import Settings
 
 
@@ -31,9 +31,9 @@ def _sessions(settings: Settings):  # type: ignore[no-untyped-def]
 def backfill(jql: str, since: str | None, page_size: int) -> None:
     """Import approval history from Jira into the ledger. Posts nothing; safe to re-run."""
     from connector.errors import JiraError
-    from service.runtime import jira_connector
     from jobs.history import backfill as run_backfill
     from jobs.history import parse_since, since_clause
+    from service.runtime import jira_connector
 
     settings = settings_or_exit()
     if not settings.jira_url:
@@ -80,7 +80,7 @@ def simulate(since: str | None, show_all: bool) -> None:
     start = None
     if since is not None:
         try:
-            start = datetime.now(UTC).replace(tzinfo=None) - parse_since(since)
+            start = utc_now() - parse_since(since)
         except ValueError as error:
             raise click.ClickException(str(error)) from None
     rules = rules_or_exit(settings)

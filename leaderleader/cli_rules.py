@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from service.settings import ConfigError, Settings
+from connector.shapes import is_issue_key
 from rules.engine import evaluate
 from rules.loader import RulesError, check_rules, load_rules
 from rules.model import Rules, Ticket, Verdict
-
+from service.settings import ConfigError, Settings
 
 #: a Jira issue key (PROJECT-123) or issue id; anything else is refused before it reaches a URL
-_ISSUE_KEY = re.compile(r"^(?:[A-Z][A-Z0-9_]*-[0-9]+|[0-9]+)$")
 
 
 def settings_or_exit() -> Settings:
@@ -191,7 +189,7 @@ def explain(key: str, rules_file: Path | None) -> None:
     if rules_file is not None:
         settings = replace(settings, rules_file=rules_file)
     given, key = key, key.strip().upper()
-    if not _ISSUE_KEY.match(key):
+    if not (is_issue_key(key) or key.isdigit()):
         raise click.ClickException(f"'{given}' is not an issue key (write it like PAY-123)")
     current = rules_or_exit(settings)
     if settings.jira_url:

@@ -15,8 +15,8 @@ from rq import SimpleWorker
 from sqlalchemy import select
 
 from ledger.models import ApprovalWait, Comment
-from service.settings import Settings
 from service.runtime import Runtime, stop_embedded_redis
+from service.settings import Settings
 from webhooks.app import create_app
 from webhooks.auth import sign
 from webhooks.extension import app_runtime

@@ -22,16 +22,42 @@ from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Date, DateTime, Float, Numeric, and_, case, cast
-from sqlalchemy import func, literal, null, or_, select, text, true, tuple_, type_coerce
-from sqlalchemy import union_all
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Date,
+    DateTime,
+    Float,
+    Numeric,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from ledger.models import ApprovalWait as W
 from ledger.percentiles import FRACTIONS, Histogram, bucket
-from ledger.report import DIMENSIONS, Figures, Window, _Sql, hours, started_inside, to_date
-from ledger.report import window_conditions
+from ledger.report import (
+    DIMENSIONS,
+    Figures,
+    Window,
+    _Sql,
+    hours,
+    started_inside,
+    to_date,
+    window_conditions,
+)
 
 log = logging.getLogger("leaderleader.report")
 

@@ -20,8 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from ledger.models import ApprovalWait as W
-from ledger.report import Figures, Window, _Sql, hours, percentile, to_date
-from ledger.report import window_conditions
+from ledger.report import Figures, Window, _Sql, hours, percentile, to_date, window_conditions
 
 Found = dict[str, list[tuple[tuple[Any, ...], Figures]]]
 

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+
+def utc_now() -> datetime:
+    """Now, as the naive UTC time every ledger row, event and report uses."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
 
 #: ``decided_at`` value meaning "the level of whoever holds the information".
 INFORMATION = "information"

@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from connector.client import JiraConnector
 from ledger.db import make_engine, make_sessionmaker, upgrade
-from service.settings import Settings
 from rules.loader import RulesError, load_rules
 from rules.model import Rules
+from service.settings import Settings
 
 log = logging.getLogger("leaderleader.runtime")
 

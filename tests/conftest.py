@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from dataclasses import replace
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +21,14 @@ from flask import Flask
 from rq import SimpleWorker
 from sqlalchemy import text
 
-from service.runtime import current_runtime
-from webhooks.extension import app_runtime
 from ledger.db import make_engine, upgrade
 from ledger.models import Base
+from service.runtime import Runtime, current_runtime, embedded_redis, stop_embedded_redis
 from service.settings import EXAMPLE_RULES, Settings
-from service.runtime import Runtime, embedded_redis, stop_embedded_redis
 from tests.fakejira import FakeJira
 from webhooks.app import create_app
 from webhooks.auth import sign
+from webhooks.extension import app_runtime
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "jira"
 SECRET = "It's a Secret to Everybody"

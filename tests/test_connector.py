@@ -11,12 +11,12 @@ from connector.client import JiraConnector
 from connector.errors import PermanentJiraError, TransientJiraError
 from connector.history import approval_episodes
 from connector.shapes import ticket_from_issue
+from ledger.models import Comment
 from rules.model import Rules, WaitingForApproval
 from service.runtime import current_runtime
-from webhooks.extension import app_runtime
-from ledger.models import Comment
 from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
 from tests.fakejira import FakeJira
+from webhooks.extension import app_runtime
 
 DEPLOY = "issue_updated__cloud_deploy_handed_to_director"
 

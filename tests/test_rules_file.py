@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from leaderleader.cli import main
-from service.settings import EXAMPLE_RULES
 from rules.loader import RulesError, check_rules_text, load_rules, load_rules_text
+from service.settings import EXAMPLE_RULES
 
 GOOD = textwrap.dedent("""\
     version: 1

@@ -8,10 +8,10 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from webhooks.extension import install
-from service.settings import ConfigError, Settings
 from service.logs import configure_logging
 from service.runtime import Runtime
+from service.settings import ConfigError, Settings
+from webhooks.extension import install
 
 log = logging.getLogger("leaderleader.web")
 

@@ -9,8 +9,8 @@ from flask import Blueprint, jsonify
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from webhooks.extension import app_runtime
 from jobs.inbox import backlog
+from webhooks.extension import app_runtime
 
 bp = Blueprint("health", __name__)
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from flask import Blueprint, jsonify, request
 
-from webhooks.extension import app_runtime
+from connector.events import Ignored, PayloadError, decode_body, parse_event
 from jobs.inbox import accept
+from rules.model import utc_now
 from service.metrics import count
 from webhooks.auth import signature_problem, token_problem
-from connector.events import Ignored, PayloadError, decode_body, parse_event
+from webhooks.extension import app_runtime
 
 bp = Blueprint("intake", __name__)
 log = logging.getLogger("leaderleader.web")
@@ -65,7 +65,7 @@ def receive() -> Any:
         count(runtime.redis, "deliveries", "rejected")
         return _error(415, "send the webhook as application/json")
     try:
-        received = datetime.now(UTC).replace(tzinfo=None)
+        received = utc_now()
         event = parse_event(decode_body(body), received_at=received)
     except PayloadError as error:
         message = str(error)

@@ -7,9 +7,9 @@ from typing import Any
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from webhooks.extension import app_runtime
 from jobs.inbox import backlog
 from service.metrics import LedgerCollector
+from webhooks.extension import app_runtime
 
 bp = Blueprint("metrics", __name__)
 

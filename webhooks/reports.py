@@ -18,9 +18,10 @@ from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, render_template, request
 
-from webhooks.extension import app_runtime
 from ledger.report import Window, bottleneck_report
+from rules.model import utc_now
 from webhooks.charts import columns, stacked_hbars
+from webhooks.extension import app_runtime
 
 bp = Blueprint("reports", __name__, template_folder="templates")
 log = logging.getLogger("leaderleader.web")
@@ -46,11 +47,6 @@ APPROVERS_CHARTED = 15
 
 class BadFilter(ValueError):
     """A query parameter the report cannot use; the message names it and the expected form."""
-
-
-def utcnow() -> datetime:
-    """Naive UTC now: the end of every open wait's age (the tests pin it)."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _error(status: int, message: str, **headers: str) -> Any:
@@ -140,7 +136,7 @@ def bottlenecks() -> Any:
     except BadFilter as error:
         return _error(400, str(error))
     rules = runtime.rules.get()
-    now = utcnow()
+    now = utc_now()  # the end of every open wait's age (the tests pin it)
     with runtime.sessions() as session:
         report = bottleneck_report(
             session,

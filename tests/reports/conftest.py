@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from ledger.models import ApprovalWait, Intent, TicketRecord
 from service.runtime import current_runtime
 from webhooks.extension import app_runtime
-from ledger.models import ApprovalWait, Intent, TicketRecord
 
 TOKEN = "report-token-for-tests"
 JIRA = "https://jira.example.com"
@@ -108,7 +108,7 @@ def seed(app: Flask, waits: list[dict[str, Any]] = WAITS,
 
 @pytest.fixture(autouse=True)
 def pinned_now(monkeypatch: pytest.MonkeyPatch) -> datetime:
-    monkeypatch.setattr("webhooks.reports.utcnow", lambda: NOW)
+    monkeypatch.setattr("webhooks.reports.utc_now", lambda: NOW)
     return NOW
 
 

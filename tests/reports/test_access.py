@@ -10,8 +10,8 @@ from flask import Flask
 
 from ledger.report import Window, bottleneck_report
 from service.runtime import current_runtime
-from webhooks.extension import app_runtime
 from tests.reports.conftest import NOW, TOKEN, bearer, seed
+from webhooks.extension import app_runtime
 
 PATHS = ["/reports/bottlenecks", "/reports/bottlenecks.html", "/reports/bottlenecks?format=csv"]
 

@@ -23,12 +23,12 @@ from flask import Flask
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from service.runtime import current_runtime
-from webhooks.extension import app_runtime
 from ledger import report_postgres
 from ledger.models import ApprovalWait, TicketRecord
 from ledger.report import Window, bottleneck_report, hours, percentile
+from service.runtime import current_runtime
 from tests.reports.conftest import bearer
+from webhooks.extension import app_runtime
 
 NOW = datetime(2026, 11, 25, 12, 0)
 START = datetime(2026, 8, 3)  # a Monday, 16 weeks before NOW

@@ -1,4 +1,4 @@
-"""The ``leaderleader`` command: serve, worker, demo, db, rules."""
+"""The ``leaderleader`` command: every subcommand is registered here (serve, worker, scheduler, demo, db, rules, backfill, simulate)."""
 
 from __future__ import annotations
 

@@ -9,10 +9,13 @@ and another for every ``DRAIN_EVERY`` waiting deliveries, so workers scale out.
 
 A drain job moves deliveries (up to ``COMMIT_EVERY`` at a time) to its own "in hand"
 list, applies them in one database transaction, each in its own savepoint, and
-removes them only after the commit, so a worker killed mid-way leaves them there; rq
-retries the abandoned job, which first finishes what it had in hand. A delivery whose
-processing fails is rolled back alone and goes to the retry list, which the scheduler
-puts back into the inbox.
+removes them only after the commit, so a worker killed mid-way leaves them there.
+While it works the job keeps a short lease on its hand (``LEASE_SECONDS``); a hand
+whose lease ran out belongs to a worker that is gone, and the scheduler's round puts
+its deliveries back at the front of the inbox (``reclaim_abandoned``) within seconds,
+instead of waiting for rq to notice the abandoned job. A delivery whose processing
+fails is rolled back alone and goes to the retry list, which the scheduler puts back
+into the inbox.
 Processing is idempotent (the ledger's unique delivery id), so a repeat is harmless.
 """
 
@@ -36,6 +39,8 @@ DRAIN_EVERY = 200
 DRAIN_BATCH = 1000
 #: deliveries applied in one database transaction (each in its own savepoint)
 COMMIT_EVERY = 50
+#: how long a drain job's hold on its hand lasts without renewal (renewed every batch)
+LEASE_SECONDS = 20
 
 _ACCEPT = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
@@ -50,6 +55,32 @@ return 0
 
 def inbox_key(runtime: Runtime) -> str:
     return f"leaderleader:inbox:{runtime.settings.queue_name}"
+
+
+def hands_key(runtime: Runtime) -> str:
+    """The set of "in hand" lists that drain jobs hold (or held, if their worker died)."""
+    return inbox_key(runtime) + ":hands"
+
+
+def _lease_key(in_hand: str) -> str:
+    return in_hand + ":lease"
+
+
+def _hold(runtime: Runtime, in_hand: str) -> None:
+    """Take or renew this job's lease on its hand."""
+    pipe = runtime.redis.pipeline()
+    pipe.sadd(hands_key(runtime), in_hand)
+    pipe.set(_lease_key(in_hand), "1", ex=LEASE_SECONDS)
+    pipe.execute()
+
+
+def _let_go(runtime: Runtime, in_hand: str) -> None:
+    """Give up an empty hand; one still holding deliveries is left for ``reclaim_abandoned``."""
+    if runtime.redis.llen(in_hand) == 0:
+        pipe = runtime.redis.pipeline()
+        pipe.srem(hands_key(runtime), in_hand)
+        pipe.delete(_lease_key(in_hand))
+        pipe.execute()
 
 
 def encode(delivery_id: str, received_at: str, body: str) -> str:
@@ -137,19 +168,46 @@ def drain_inbox(batch: int = DRAIN_BATCH) -> int:
     job = get_current_job()
     inbox = inbox_key(runtime)
     in_hand = f"{inbox}:hand:{job.id if job else 'inline'}"
-    left = runtime.redis.lrange(in_hand, 0, -1)
-    if left:
-        _process(runtime, left, in_hand)
-    done = len(left)
-    while done < batch:
-        entries = _take(runtime, in_hand, min(COMMIT_EVERY, batch - done))
-        if not entries:
-            return done
-        _process(runtime, entries, in_hand)
-        done += len(entries)
+    _hold(runtime, in_hand)
+    try:
+        left = runtime.redis.lrange(in_hand, 0, -1)
+        if left:
+            _process(runtime, left, in_hand)
+        done = len(left)
+        while done < batch:
+            _hold(runtime, in_hand)
+            entries = _take(runtime, in_hand, min(COMMIT_EVERY, batch - done))
+            if not entries:
+                return done
+            _process(runtime, entries, in_hand)
+            done += len(entries)
+    finally:
+        _let_go(runtime, in_hand)
     if runtime.redis.llen(inbox):
         enqueue_drain(runtime)  # keep jobs short; the rest goes to the next one
     return done
+
+
+def reclaim_abandoned(runtime: Runtime) -> int:
+    """Put the deliveries of hands whose lease ran out back at the front of the inbox.
+
+    A drain job renews its lease every batch; a lease that ran out means its worker was
+    killed (or lost Redis for longer than the lease). Applying a delivery twice is
+    harmless (the ledger's unique delivery id), so a slow job that loses its hand to this
+    costs a little work and nothing else. Returns how many deliveries were put back.
+    """
+    moved = 0
+    for raw in runtime.redis.smembers(hands_key(runtime)):
+        in_hand = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if runtime.redis.exists(_lease_key(in_hand)):
+            continue
+        while runtime.redis.lmove(in_hand, inbox_key(runtime), "RIGHT", "LEFT") is not None:
+            moved += 1
+        runtime.redis.srem(hands_key(runtime), in_hand)
+    if moved:
+        log.warning("jira.delivery.reclaimed", extra={"deliveries": moved})
+        enqueue_drain(runtime)
+    return moved
 
 
 def requeue_failed(runtime: Runtime) -> int:

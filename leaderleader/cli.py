@@ -46,6 +46,11 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
 def require_rules(settings: Settings) -> None:
     """A process that evaluates rules refuses to start without a valid rules file."""
     from rules.loader import RulesError, load_rules
@@ -112,7 +117,12 @@ def serve(host: str, port: int, worker: bool) -> None:
         stop_embedded_redis(runtime.redis)
 
 
-def _schedule(runtime: Runtime, stop: threading.Event, every: float = 60.0) -> None:
+#: seconds between the scheduler's rounds: a killed worker's deliveries are back in the
+#: inbox within a lease (20 s) and a round
+ROUND_EVERY = 15
+
+
+def _schedule(runtime: Runtime, stop: threading.Event, every: float = ROUND_EVERY) -> None:
     """The scheduler's rounds beside the embedded worker (reminders, anything left behind)."""
     from jobs.rounds import run_round
 
@@ -145,20 +155,27 @@ def worker(burst: bool) -> None:
     require_rules(settings)
     configure_logging(settings)
     runtime = Runtime.build(settings, migrate=settings.migrate_on_start)
+    # rq checks its scheduler child (which moves due retries back into the queue) and its
+    # registries only every maintenance interval, 10 minutes by default: after a Redis
+    # outage that killed the child, retries would sit scheduled that long.
     with runtime.activate():
-        SimpleWorker([runtime.queue], connection=runtime.redis).work(
+        SimpleWorker([runtime.queue], connection=runtime.redis,
+                     maintenance_interval=settings.worker_maintenance_seconds).work(
             burst=burst, with_scheduler=True, logging_level="WARNING"
         )
 
 
 @main.command()
-@click.option("--every", default=60, show_default=True, type=click.IntRange(1, 86400),
-              help="Seconds between rounds.")
+@click.option("--every", default=ROUND_EVERY, show_default=True,
+              type=click.IntRange(1, 86400), help="Seconds between rounds.")
 @click.option("--once", is_flag=True, help="Run one round and exit (for cron).")
 @user_errors
 def scheduler(every: int, once: bool) -> None:
     """Queue due reminders; re-queue comments left pending and deliveries that failed."""
     import time
+
+    import redis
+    from sqlalchemy.exc import SQLAlchemyError
 
     from jobs.rounds import run_round
 
@@ -166,14 +183,27 @@ def scheduler(every: int, once: bool) -> None:
     require_rules(settings)
     configure_logging(settings)
     runtime = Runtime.build(settings, migrate=settings.migrate_on_start)
-    with runtime.activate():
-        while True:
-            done = run_round(runtime)
-            if done or once:
+    if once:
+        with runtime.activate():
+            click.echo(str(run_round(runtime)))
+        return
+    log = logging.getLogger("leaderleader.scheduler")
+    pause = float(every)
+    while True:
+        # A Redis or database outage fails a round; the scheduler waits (longer each time,
+        # up to a minute) and carries on, instead of exiting and waiting to be restarted.
+        try:
+            with runtime.activate():
+                done = run_round(runtime)
+        except (redis.RedisError, SQLAlchemyError) as error:
+            pause = min(max(pause * 2, 1.0), 60.0)
+            log.warning("scheduler.round.failed", extra={"reason": _one_line(error),
+                                                         "retry_in": pause})
+        else:
+            pause = float(every)
+            if done:
                 click.echo(str(done))
-            if once:
-                return
-            time.sleep(every)
+        time.sleep(pause)
 
 
 @main.command()

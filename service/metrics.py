@@ -8,11 +8,12 @@ Prometheus families at scrape time. Redis is already on every path that counts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger("leaderleader.metrics")
 
@@ -53,16 +54,19 @@ def observe_latency(connection: redis.Redis, seconds: float) -> None:
 class LedgerCollector(Collector):
     """Reads the shared counters (and the queue depth) whenever Prometheus scrapes."""
 
-    def __init__(self, connection: redis.Redis, queue_depth: Callable[[], int]) -> None:
+    def __init__(
+        self, connection: redis.Redis, outstanding: Callable[[], Mapping[str, float | None]]
+    ) -> None:
         self.connection = connection
-        self.queue_depth = queue_depth
+        #: counts of outstanding work by kind, plus "oldest_seconds" (jobs.outstanding)
+        self.outstanding = outstanding
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         try:
             raw = self.connection.hgetall(COUNTERS)
             latency = self.connection.hgetall(LATENCY)
-            depth = self.queue_depth()
-        except redis.RedisError:
+            backlog = dict(self.outstanding())
+        except (redis.RedisError, SQLAlchemyError):
             up = GaugeMetricFamily("leaderleader_queue_up", "Whether Redis answered the scrape")
             up.add_metric([], 0)
             yield up
@@ -78,10 +82,21 @@ class LedgerCollector(Collector):
         up = GaugeMetricFamily("leaderleader_queue_up", "Whether Redis answered the scrape")
         up.add_metric([], 1)
         yield up
+        oldest = backlog.pop("oldest_seconds", None)
         gauge = GaugeMetricFamily("leaderleader_queue_depth",
-                                  "Deliveries and jobs waiting (inbox, retries, rq queue)")
-        gauge.add_metric([], depth)
+                                  "All outstanding work: deliveries waiting, retrying or in hand, "
+                                  "queued and scheduled jobs, pending comments")
+        gauge.add_metric([], sum(float(v or 0) for v in backlog.values()))
         yield gauge
+        kinds = GaugeMetricFamily("leaderleader_outstanding", "Outstanding work by kind",
+                                  labels=["kind"])
+        for kind, count_ in backlog.items():
+            kinds.add_metric([kind], float(count_ or 0))
+        yield kinds
+        age = GaugeMetricFamily("leaderleader_outstanding_oldest_seconds",
+                                "Age of the oldest outstanding delivery or comment (0: none)")
+        age.add_metric([], float(oldest or 0))
+        yield age
         values = dict(_decoded(latency.items()))
         buckets = [(str(b), float(values.get(f"le|{b}", 0))) for b in LATENCY_BUCKETS]
         buckets.append(("+Inf", float(values.get("count", 0))))

@@ -112,6 +112,11 @@ class Settings:
     comment_lock_seconds: int = 120
     #: seconds between retries of a failed job (rq's Retry); their count is the retry limit
     retry_intervals: tuple[int, ...] = (10, 30, 120, 600, 1800)
+    #: /readyz says "degraded" once the oldest outstanding delivery or comment is this old
+    backlog_max_age_seconds: int = 300
+    #: how often a worker checks its rq scheduler (restarting it after a Redis outage) and
+    #: cleans rq's registries (rq's own default is 10 minutes)
+    worker_maintenance_seconds: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -147,6 +152,8 @@ class Settings:
             migrate_on_start=_flag(env, "LEADERLEADER_MIGRATE_ON_START", True),
             comment_lock_seconds=_int(env, "LEADERLEADER_COMMENT_LOCK_SECONDS", 120),
             queue_name=env.get("LEADERLEADER_QUEUE") or "leaderleader",
+            backlog_max_age_seconds=_int(env, "LEADERLEADER_BACKLOG_MAX_AGE", 300),
+            worker_maintenance_seconds=max(1, _int(env, "LEADERLEADER_WORKER_MAINTENANCE", 30)),
         )
         return replace(settings, **overrides) if overrides else settings
 

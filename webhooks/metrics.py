@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from jobs.inbox import backlog
+from jobs.outstanding import outstanding
 from service.metrics import LedgerCollector
 from webhooks.extension import app_runtime
 
@@ -18,6 +18,5 @@ bp = Blueprint("metrics", __name__)
 def metrics() -> Any:
     runtime = app_runtime()
     registry = CollectorRegistry()
-    registry.register(LedgerCollector(
-        runtime.redis, lambda: runtime.queue.count + sum(backlog(runtime).values())))
+    registry.register(LedgerCollector(runtime.redis, lambda: outstanding(runtime).to_dict()))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -6,7 +6,6 @@ import json
 import os
 import platform
 import socket
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,10 +55,3 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
-
-def git_revision() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"

@@ -73,22 +73,26 @@ class Window:
         return datetime.combine(last - timedelta(weeks=TREND_WEEKS - 1), time())
 
 
-@dataclass
+@dataclass(frozen=True)
 class Figures:
-    """One row of figures: for the whole window, or one approver, level, team, rule, week."""
+    """One row of figures: for the whole window, or one approver, level, team, rule, week.
 
-    episodes: int = 0
-    flagged: int = 0
-    waiting_now: int = 0
-    ended: int = 0
-    ended_after_intent: int = 0
-    median_wait_hours: float | None = None
-    p90_wait_hours: float | None = None
-    total_wait_hours: float = 0.0
-    open_total_hours: float = 0.0
-    open_max_hours: float | None = None
-    open_median_hours: float | None = None
-    open_p90_hours: float | None = None
+    Made by ``from_seconds`` only (``NO_FIGURES`` for a row without waits), so every
+    row counts and converts the same way.
+    """
+
+    episodes: int
+    flagged: int
+    waiting_now: int
+    ended: int
+    ended_after_intent: int
+    median_wait_hours: float | None
+    p90_wait_hours: float | None
+    total_wait_hours: float
+    open_total_hours: float
+    open_max_hours: float | None
+    open_median_hours: float | None
+    open_p90_hours: float | None
 
     @classmethod
     def from_seconds(
@@ -152,6 +156,11 @@ def percentile(
 
 def hours(seconds: float | None) -> float | None:
     return None if seconds is None else round(float(seconds) / 3600.0, 2)
+
+
+#: The figures of a group without waits (an empty window, a week without any).
+NO_FIGURES = Figures.from_seconds(episodes=0, flagged=0, ended=0, ended_after_intent=0,
+                                  total=None)
 
 
 def to_date(value: Any) -> date:

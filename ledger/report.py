@@ -48,6 +48,7 @@ from ledger import report_postgres, report_sqlite
 from ledger.figures import (
     DIMENSIONS,
     KEY_NAMES,
+    NO_FIGURES,
     Dialect,
     Figures,
     Window,
@@ -94,7 +95,7 @@ def trend(found: dict[date, Figures], window: Window, now: datetime) -> list[dic
     weeks = []
     monday = min(found)
     while monday <= last:
-        figures = found.get(monday, Figures())
+        figures = found.get(monday, NO_FIGURES)
         weeks.append({"week": iso_week(monday), "week_start": monday.isoformat(),
                       "episodes": figures.episodes, "flagged": figures.flagged,
                       "ended": figures.ended, "median_wait_hours": figures.median_wait_hours,
@@ -194,7 +195,7 @@ def bottleneck_report(
     for name in DIMENSIONS:
         if name == "summary":
             summary = found[name]
-            sections[name] = (summary[0][1] if summary else Figures()).to_dict()
+            sections[name] = (summary[0][1] if summary else NO_FIGURES).to_dict()
         else:
             sections[name] = _rows(name, found[name], levels)
     sections["summary"]["intents"] = intents(session, window)

@@ -59,6 +59,7 @@ from ledger.figures import (
 from ledger.models import ApprovalWait as W
 from ledger.models import Intent, TicketRecord
 
+
 def iso_week(monday: date) -> str:
     year, week, _ = monday.isocalendar()
     return f"{year}-W{week:02d}"

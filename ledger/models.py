@@ -43,7 +43,6 @@ class Delivery(Base):
     received_at: Mapped[datetime]
     processed_at: Mapped[datetime | None]
     outcome: Mapped[str] = mapped_column(String(32), default="received")
-    detail: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
 
 

@@ -11,7 +11,7 @@ find the same values instead:
 2. **Pick.** Only the waits of those few (group, bucket) cells are read again; the
    database numbers them in order inside their cell and returns the ones at the wanted
    ranks. The median and p90 are then interpolated exactly as ``percentile_cont`` does
-   (``ledger.report.percentile``).
+   (``ledger.figures.percentile``).
 
 Both passes read one snapshot (the report runs in a REPEATABLE READ transaction), and
 every wanted rank must come back exactly once; otherwise the caller falls back to the
@@ -21,15 +21,14 @@ sort-based queries.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Float, Integer, cast, func, literal
 from sqlalchemy.sql.elements import ColumnElement
 
-#: The fractions the report shows: median and p90.
-FRACTIONS = (0.5, 0.9)
+from ledger.figures import FRACTIONS, percentile
 #: Buckets 10 sqrt(seconds) wide: an hour's wait is bucket 6, a day's 29, 30 days' 160.
 #: Coarser buckets mean fewer groups to count in pass 1 and more waits to rank in pass 2.
 SCALE = 0.1
@@ -50,15 +49,6 @@ def ranks(count: int, fractions: Sequence[float] = FRACTIONS) -> set[int]:
         position = fraction * (count - 1)
         wanted.update((math.floor(position), math.ceil(position)))
     return wanted
-
-
-def interpolate(at_rank: Mapping[int, float], count: int, fraction: float) -> float | None:
-    """``percentile_cont`` from the values at its two ranks (``ledger.report.percentile``)."""
-    if count == 0:
-        return None
-    position = fraction * (count - 1)
-    low, high = math.floor(position), math.ceil(position)
-    return at_rank[low] + (at_rank[high] - at_rank[low]) * (position - low)
 
 
 @dataclass
@@ -88,4 +78,4 @@ class Histogram:
         return found
 
     def percentiles(self) -> tuple[float | None, ...]:
-        return tuple(interpolate(self.picked, self.count, f) for f in FRACTIONS)
+        return tuple(percentile(self.picked, f, self.count) for f in FRACTIONS)

@@ -1,8 +1,10 @@
 """Queries behind the bottleneck report: who and which level holds up decisions, and how long.
 
 Pure SQLAlchemy, no Flask: the web tier, the CLI and the tests call ``bottleneck_report``.
+The figures and windows are defined in ``ledger.figures``; ``ledger.report_sqlite`` and
+``ledger.report_postgres`` compute them; this module puts the report together.
 
-Definitions (the README's report section repeats them for managers):
+Definitions (docs/report.md repeats them for managers):
 
 * **Window** ``[since, until)``: an episode (one ``ApprovalWait``) is *in the window* when
   it overlaps it: it started before ``until`` and it had not ended by ``since``
@@ -19,10 +21,14 @@ Definitions (the README's report section repeats them for managers):
 * **Median / p90** are PostgreSQL's ``percentile_cont``: linear interpolation between the
   closest ranks (position ``p * (n - 1)`` in the sorted waits). On large windows
   PostgreSQL finds those ranks in two passes instead of sorting (``ledger.percentiles``,
-  ``ledger.report_postgres``); SQLite computes the same formula in Python. Durations come from the stored ``wait_seconds`` (falling back to
-  the bounds for rows written around the ORM).
-* **Trend** groups the episodes that *started* inside the window by the ISO week of
-  ``started_at`` (Monday to Sunday, UTC), gaps filled with empty weeks.
+  ``ledger.report_postgres``); SQLite computes the same formula in Python. Durations
+  come from the stored ``wait_seconds`` (falling back to the bounds for rows written
+  around the ORM).
+* **Trend** groups the episodes in the window that *started* since the trend's start by
+  the ISO week of ``started_at`` (Monday to Sunday, UTC), from the first week with one
+  to the window's last week, gaps filled with empty weeks. The trend starts at
+  ``since``; without it, at the Monday ``TREND_WEEKS - 1`` (25) weeks before the
+  window's last week, so it spans at most 26 weeks; ``window.trend_since`` says where.
 * **Intents**: ``Intent`` rows declared in ``[since, until)``; ``ended_after_intent``:
   episodes in the window with ``first_intent_at`` and ``ended_at`` both set.
 
@@ -31,74 +37,27 @@ All figures in hours are floats rounded to 2 decimals; times are naive UTC.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, case, cast, extract, func, or_, select, true
+from sqlalchemy import Text, cast, func, select, true
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
+from ledger import report_postgres, report_sqlite
+from ledger.figures import (
+    DIMENSIONS,
+    KEY_NAMES,
+    NO_FIGURES,
+    Dialect,
+    Figures,
+    Window,
+    hours,
+    monday_of,
+    window_conditions,
+)
 from ledger.models import ApprovalWait as W
 from ledger.models import Intent, TicketRecord
-
-#: Dimensions the report breaks figures down by: JSON key -> grouping columns.
-DIMENSIONS: dict[str, tuple[Any, ...]] = {
-    "summary": (),
-    "by_approver": (W.approver, W.approver_level),
-    "by_level": (W.approver_level,),
-    "by_team": (W.team,),
-    "by_rule": (W.decision_rule,),
-}
-#: The name each grouping column gets in the JSON rows.
-KEY_NAMES = {"approver": "approver", "approver_level": "level", "team": "team",
-             "decision_rule": "rule"}
-
-
-@dataclass(frozen=True)
-class Window:
-    """The report's filters; bounds are naive UTC, ``since`` inclusive, ``until`` exclusive."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-    project: str | None = None
-    team: str | None = None
-
-
-@dataclass
-class Figures:
-    """One row of figures: for the whole window, or one approver, level, team, rule."""
-
-    episodes: int = 0
-    flagged: int = 0
-    waiting_now: int = 0
-    ended: int = 0
-    ended_after_intent: int = 0
-    median_wait_hours: float | None = None
-    p90_wait_hours: float | None = None
-    total_wait_hours: float = 0.0
-    open_total_hours: float = 0.0
-    open_max_hours: float | None = None
-    open_median_hours: float | None = None
-    open_p90_hours: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def percentile(ordered: Sequence[float], fraction: float) -> float | None:
-    """``percentile_cont`` over already sorted values: interpolate at ``fraction * (n - 1)``."""
-    if not ordered:
-        return None
-    position = fraction * (len(ordered) - 1)
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def hours(seconds: float | None) -> float | None:
-    return None if seconds is None else round(float(seconds) / 3600.0, 2)
 
 
 def iso_week(monday: date) -> str:
@@ -106,72 +65,8 @@ def iso_week(monday: date) -> str:
     return f"{year}-W{week:02d}"
 
 
-class _Sql:
-    """The few expressions that differ between PostgreSQL and SQLite."""
-
-    def __init__(self, session: Session) -> None:
-        self.postgres = session.get_bind().dialect.name == "postgresql"
-
-    def seconds(self, start: Any, end: Any) -> ColumnElement[Any]:
-        if self.postgres:
-            return extract("epoch", end - start)
-        # julianday() carries fractions of a day; round to milliseconds to shed float noise
-        return func.round((func.julianday(end) - func.julianday(start)) * 86400.0, 3)
-
-    def wait(self) -> ColumnElement[Any]:
-        """Seconds an ended episode waited (NULL while open): the stored ``wait_seconds``.
-
-        Rows written around the ORM (bulk loads) may lack it; they fall back to the bounds.
-        """
-        ended = case((W.ended_at.is_not(None), self.seconds(W.started_at, W.ended_at)))
-        return func.coalesce(W.wait_seconds, ended)
-
-    def week_start(self) -> ColumnElement[Any]:
-        """The Monday that starts the ISO week of ``started_at``."""
-        if self.postgres:
-            return func.date_trunc("week", W.started_at)
-        return func.date(W.started_at, "weekday 0", "-6 days")
-
-
-def to_date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
-
-
 def to_datetime(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-
-
-def window_conditions(
-    window: Window, started: ColumnElement[Any] | None = None
-) -> list[ColumnElement[bool]]:
-    """The WHERE clause for "episodes in the window" (overlap), see the module docstring.
-
-    ``started`` replaces ``started_at`` in the ``until`` bound (SQLite's index hint).
-    """
-    deleted = select(TicketRecord.id).where(TicketRecord.deleted.is_(True))
-    conditions: list[ColumnElement[bool]] = [
-        or_(W.ended_at.is_not(None), W.ticket_id.not_in(deleted))
-    ]
-    if window.until is not None:
-        conditions.append((W.started_at if started is None else started) < window.until)
-    if window.since is not None:
-        conditions.append(or_(W.ended_at.is_(None), W.ended_at > window.since))
-    if window.project:
-        conditions.append(W.project == window.project)
-    if window.team:
-        conditions.append(W.team == window.team)
-    return conditions
-
-
-def started_inside(window: Window) -> list[ColumnElement[bool]]:
-    conditions = window_conditions(window)
-    if window.since is not None:
-        conditions.append(W.started_at >= window.since)
-    return conditions
 
 
 def _rows(
@@ -190,15 +85,18 @@ def _rows(
 
 
 def trend(found: dict[date, Figures], window: Window, now: datetime) -> list[dict[str, Any]]:
-    """Weekly rows from the first week with a wait to the window's last week, gaps filled."""
+    """Weekly rows from the first week with a wait to the window's last week, gaps filled.
+
+    ``found`` holds only the weeks since ``Window.trend_since``, so without ``since``
+    the trend is at most ``TREND_WEEKS`` long.
+    """
     if not found:
         return []
-    end = min(now, window.until - timedelta(microseconds=1)) if window.until else now
-    last = max(max(found), end.date() - timedelta(days=end.weekday()))
+    last = max(max(found), monday_of(window.last_instant(now)))
     weeks = []
     monday = min(found)
     while monday <= last:
-        figures = found.get(monday, Figures())
+        figures = found.get(monday, NO_FIGURES)
         weeks.append({"week": iso_week(monday), "week_start": monday.isoformat(),
                       "episodes": figures.episodes, "flagged": figures.flagged,
                       "ended": figures.ended, "median_wait_hours": figures.median_wait_hours,
@@ -235,7 +133,7 @@ def unmapped(
 
     The JSON lists are unnested and counted by the database: one row per Jira id comes back.
     """
-    postgres = _Sql(session).postgres
+    postgres = Dialect(session).postgres
     unnest = func.json_array_elements_text if postgres else func.json_each
     element = unnest(W.unmapped).table_valued("value")
     # most episodes have an empty list: a text comparison skips them before any JSON parsing
@@ -289,25 +187,16 @@ def bottleneck_report(
         known_jira_ids: Jira ids the rules file maps now; they drop out of ``unmapped``.
         longest: how many open waits ``longest_waiting`` lists.
     """
-    if _Sql(session).postgres:
-        from ledger import report_postgres as pg
-
-        pg.tune_postgres(session)
-        fast = pg.two_pass(session, window, now)
-        if fast is not None:
-            found, weeks = fast
-        else:  # cannot happen within one snapshot; the straightforward queries are exact
-            found = pg.sorted_breakdowns(session, window, now)
-            weeks = pg.sorted_weekly(session, window, now)
-    else:  # no percentile_cont: one narrow scan folded in Python (see ledger.report_sqlite)
-        from ledger.report_sqlite import single_pass
-
-        found, weeks = single_pass(session, window, now)
+    trend_since = window.trend_since(now)
+    # PostgreSQL: two passes on large windows, percentile_cont on small ones; SQLite has no
+    # percentile_cont: one narrow scan folded in Python
+    backend = report_postgres if Dialect(session).postgres else report_sqlite
+    found, weeks = backend.breakdowns(session, window, now, trend_since)
     sections: dict[str, Any] = {}
     for name in DIMENSIONS:
         if name == "summary":
             summary = found[name]
-            sections[name] = (summary[0][1] if summary else Figures()).to_dict()
+            sections[name] = (summary[0][1] if summary else NO_FIGURES).to_dict()
         else:
             sections[name] = _rows(name, found[name], levels)
     sections["summary"]["intents"] = intents(session, window)
@@ -318,6 +207,7 @@ def bottleneck_report(
             "project": window.project,
             "team": window.team,
             "semantics": "overlap",
+            "trend_since": trend_since.isoformat(),
             "generated_at": now.isoformat(),
         },
         **sections,

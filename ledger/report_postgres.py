@@ -12,7 +12,8 @@ ranks. The open waits (a few percent) have their own small query, their ages sor
 The sort-based queries (``sorted_breakdowns``, ``sorted_weekly``: one
 ``percentile_cont`` per group) compute the same figures straightforwardly; they serve
 windows too small for the passes to pay, the fallback should the passes disagree, and
-the reference the test suite compares with.
+the reference the test suite compares with. ``breakdowns`` chooses between them.
+Windows and figures come from ``ledger.figures``.
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    true,
     tuple_,
     type_coerce,
     union_all,
@@ -46,33 +46,30 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from ledger.models import ApprovalWait as W
-from ledger.percentiles import FRACTIONS, Histogram, bucket
-from ledger.report import (
+from ledger.figures import (
     DIMENSIONS,
+    FINEST,
+    FRACTIONS,
+    PICK,
+    Dialect,
     Figures,
+    Found,
     Window,
-    _Sql,
-    hours,
     started_inside,
     to_date,
     window_conditions,
 )
+from ledger.models import ApprovalWait as W
+from ledger.percentiles import Histogram, bucket
 
 log = logging.getLogger("leaderleader.report")
 
-Found = dict[str, list[tuple[tuple[Any, ...], Figures]]]
-
 #: Memory for the sort-based queries: the waits of years of history sort in memory.
 REPORT_WORK_MEM = "128MB"
-#: Where each breakdown's key sits in a finest group's (approver, level, team, rule).
-PICK = {"summary": (), "by_approver": (0, 1), "by_level": (1,), "by_team": (2,),
-        "by_rule": (3,)}
 #: GROUPING(approver, approver_level, team, decision_rule) of each breakdown's rows:
 #: a bit is set for every column the row is *not* grouped by.
 _GROUPING_BITS = {"summary": 0b1111, "by_approver": 0b0011, "by_level": 0b1011,
                   "by_team": 0b1101, "by_rule": 0b1110}
-_FINEST = (W.approver, W.approver_level, W.team, W.decision_rule)
 
 
 def tune_postgres(session: Session) -> None:
@@ -91,11 +88,11 @@ def _percentiles(expression: Any, label: str) -> Any:
             .within_group(expression).label(label))
 
 
-def _ages(sql: _Sql, now: datetime) -> Any:
+def _ages(sql: Dialect, now: datetime) -> Any:
     return case((W.ended_at.is_(None), sql.seconds(W.started_at, literal(now, DateTime()))))
 
 
-def _aggregates(sql: _Sql, now: datetime) -> list[Any]:
+def _aggregates(sql: Dialect, now: datetime) -> list[Any]:
     """GROUP BY aggregates with median and p90 of the waits and of the open waits' ages."""
     wait, age = sql.wait(), _ages(sql, now)
     return [
@@ -114,53 +111,52 @@ def _aggregates(sql: _Sql, now: datetime) -> list[Any]:
 
 def _figures(row: Any) -> Figures:
     """Figures from one aggregate row of ``_aggregates``."""
-    return Figures(
-        episodes=row.episodes,
-        flagged=row.flagged,
-        waiting_now=row.episodes - row.ended,
-        ended=row.ended,
-        ended_after_intent=row.ended_after_intent,
-        median_wait_hours=hours(row.percentiles[0]) if row.percentiles else None,
-        p90_wait_hours=hours(row.percentiles[1]) if row.percentiles else None,
-        total_wait_hours=hours(row.total or 0.0) or 0.0,
-        open_total_hours=hours(row.open_total or 0.0) or 0.0,
-        open_max_hours=hours(row.open_max),
-        open_median_hours=hours(row.open_percentiles[0]) if row.open_percentiles else None,
-        open_p90_hours=hours(row.open_percentiles[1]) if row.open_percentiles else None,
+    return Figures.from_seconds(
+        episodes=row.episodes, flagged=row.flagged, ended=row.ended,
+        ended_after_intent=row.ended_after_intent, total=row.total, waits=row.percentiles,
+        open_total=row.open_total, open_max=row.open_max, open_ages=row.open_percentiles,
     )
 
 
-def _grouping_sets(session: Session, window: Window, now: datetime, *extra: Any) -> Found:
-    """Every breakdown in one GROUPING SETS query of ``_aggregates`` (``extra``: filters)."""
+def _grouping_sets(
+    session: Session, window: Window, now: datetime, *extra: Any
+) -> dict[str, list[tuple[tuple[Any, ...], Any]]]:
+    """Every breakdown's ``_aggregates`` rows (by key) in one GROUPING SETS query
+    (``extra``: filters)."""
     sets = [tuple_(*keys) if keys else tuple_() for keys in DIMENSIONS.values()]
     query = (
-        select(*_FINEST, func.grouping(*_FINEST).label("grouping"),
-               *_aggregates(_Sql(session), now))
+        select(*FINEST, func.grouping(*FINEST).label("grouping"),
+               *_aggregates(Dialect(session), now))
         .where(*window_conditions(window), *extra)
         .group_by(func.grouping_sets(*sets))
     )
-    position = {column.key: index for index, column in enumerate(_FINEST)}
+    position = {column.key: index for index, column in enumerate(FINEST)}
     by_bits = {bits: name for name, bits in _GROUPING_BITS.items()}
-    found: Found = {name: [] for name in DIMENSIONS}
+    found: dict[str, list[tuple[tuple[Any, ...], Any]]] = {name: [] for name in DIMENSIONS}
     for row in session.execute(query):
         name = by_bits.get(row.grouping)
         if name is None or not row.episodes:
             continue
         key = tuple(row[position[column.key]] for column in DIMENSIONS[name])
-        found[name].append((key, _figures(row)))
+        found[name].append((key, row))
     return found
 
 
 def sorted_breakdowns(session: Session, window: Window, now: datetime) -> Found:
     """Every breakdown, each group's waits sorted by ``percentile_cont`` (the reference)."""
-    return _grouping_sets(session, window, now)
+    return {name: [(key, _figures(row)) for key, row in rows]
+            for name, rows in _grouping_sets(session, window, now).items()}
 
 
-def sorted_weekly(session: Session, window: Window, now: datetime) -> dict[date, Figures]:
-    """Figures per ISO week (its Monday) of the waits that started inside the window."""
-    sql = _Sql(session)
+def sorted_weekly(
+    session: Session, window: Window, now: datetime, trend_since: datetime
+) -> dict[date, Figures]:
+    """Figures per ISO week (its Monday) of the waits in the window that started since
+    ``trend_since``."""
+    sql = Dialect(session)
     week = sql.week_start().label("week_start")
-    query = select(week, *_aggregates(sql, now)).where(*started_inside(window)).group_by(week)
+    query = (select(week, *_aggregates(sql, now))
+             .where(*started_inside(window, trend_since)).group_by(week))
     return {to_date(row.week_start): _figures(row) for row in session.execute(query)}
 
 
@@ -174,24 +170,22 @@ class _Group:
         self.after_intent, self.total = row.after_intent, row.total
         self.waits = Histogram(count=row.n)
 
-    def figures(self, open_waits: Figures | None) -> Figures:
-        median, p90 = self.waits.percentiles()
-        opened = open_waits or Figures()
-        return Figures(
-            episodes=self.episodes, flagged=self.flagged,
-            waiting_now=self.episodes - self.ended, ended=self.ended,
-            ended_after_intent=self.after_intent,
-            median_wait_hours=hours(median), p90_wait_hours=hours(p90),
-            total_wait_hours=hours(self.total or 0.0) or 0.0,
-            open_total_hours=opened.open_total_hours, open_max_hours=opened.open_max_hours,
-            open_median_hours=opened.open_median_hours, open_p90_hours=opened.open_p90_hours,
+    def figures(self, open_waits: Any = None) -> Figures:
+        """With the group's ``_aggregates`` row over its open waits, if it has any."""
+        return Figures.from_seconds(
+            episodes=self.episodes, flagged=self.flagged, ended=self.ended,
+            ended_after_intent=self.after_intent, total=self.total,
+            waits=self.waits.percentiles(),
+            open_total=open_waits.open_total if open_waits else None,
+            open_max=open_waits.open_max if open_waits else None,
+            open_ages=open_waits.open_percentiles if open_waits else None,
         )
 
 
 _SUMS = ("episodes", "flagged", "ended", "after_intent", "waits")
 
 
-def _counts(sql: _Sql, *groups: Any, weeks: bool = False) -> list[Any]:
+def _counts(sql: Dialect, *groups: Any, weeks: bool = False) -> list[Any]:
     """Per-cell counts, in ``_SUMS`` order then ``total``; weeks need no intents or total."""
     wait = sql.wait()
     after_intent = func.count().filter(W.first_intent_at.is_not(None), W.ended_at.is_not(None))
@@ -207,15 +201,17 @@ def _counts(sql: _Sql, *groups: Any, weeks: bool = False) -> list[Any]:
     ]
 
 
-def _count(session: Session, window: Window) -> dict[tuple[Any, ...], _Group]:
+def _count(
+    session: Session, window: Window, trend_since: datetime
+) -> dict[tuple[Any, ...], _Group]:
     """Pass 1: every group's plain figures, and the cells that hold its wanted ranks.
 
     Two hash aggregates (the finest groups per bucket; the weeks per bucket); the roll-up
     to each breakdown, the running counts and the choice of cells stay in the database.
     """
-    sql = _Sql(session)
-    finest = (select(*_counts(sql, *_FINEST)).where(*window_conditions(window))
-              .group_by(*_FINEST, "bucket").subquery("finest"))
+    sql = Dialect(session)
+    finest = (select(*_counts(sql, *FINEST)).where(*window_conditions(window))
+              .group_by(*FINEST, "bucket").subquery("finest"))
     f = finest.c
     keys = (f.approver, f.approver_level, f.team, f.decision_rule)
     sets = [tuple_(*(keys[p] for p in positions), f.bucket) for positions in PICK.values()]
@@ -228,9 +224,9 @@ def _count(session: Session, window: Window) -> dict[tuple[Any, ...], _Group]:
     )
     week = type_coerce(sql.week_start(), DateTime()).label("week")
     weekly = (select(literal(-1).label("grouping"),
-                     *(cast(null(), c.type).label(c.key) for c in _FINEST), week,
+                     *(cast(null(), c.type).label(c.key) for c in FINEST), week,
                      *_counts(sql, weeks=True))
-              .where(*started_inside(window)).group_by(week, "bucket"))
+              .where(*started_inside(window, trend_since)).group_by(week, "bucket"))
     cells = union_all(rollup, weekly).subquery("cells")
     c = cells.c
     group = [c.grouping, c.approver, c.approver_level, c.team, c.decision_rule, c.week]
@@ -285,7 +281,10 @@ def _cell(wanted: tuple[Any, ...]) -> int:
     return wanted[-2] + _KINDS.index(wanted[0]) * _SHIFT
 
 
-def _pick(session: Session, window: Window, groups: dict[tuple[Any, ...], _Group]) -> bool:
+def _pick(
+    session: Session, window: Window, trend_since: datetime,
+    groups: dict[tuple[Any, ...], _Group],
+) -> bool:
     """Pass 2: fill every histogram's ``picked`` waits; False if any rank did not come back.
 
     ``groups`` is keyed by (kind, *key): the finest-key positions of ``PICK`` per
@@ -305,16 +304,16 @@ def _pick(session: Session, window: Window, groups: dict[tuple[Any, ...], _Group
                 week_codes.add(_week_code(key[0], number))
     if not wanted:
         return True
-    sql = _Sql(session)
+    sql = Dialect(session)
     wait = sql.wait()
     in_bucket = bucket(wait)
-    is_inside = (W.started_at >= window.since) if window.since is not None else true()
+    is_inside = W.started_at >= trend_since
     week = case((is_inside, type_coerce(sql.week_start(), DateTime())))
     days = cast(type_coerce(sql.week_start(), DateTime()), Date) - _MONDAY
     code = case((is_inside, cast(days, BigInteger) * _SHIFT + in_bucket))
     combined = set().union(*(buckets[kind] for kind in PICK))
     cand = (
-        select(*_FINEST, week.label("week"), in_bucket.label("bucket"), wait.label("wait"),
+        select(*FINEST, week.label("week"), in_bucket.label("bucket"), wait.label("wait"),
                code.label("code"))
         .where(*window_conditions(window), wait.is_not(None),
                or_(in_bucket.in_(sorted(combined)),
@@ -370,7 +369,7 @@ def estimated_waits(session: Session, window: Window) -> float:
 
 
 def two_pass(
-    session: Session, window: Window, now: datetime
+    session: Session, window: Window, now: datetime, trend_since: datetime
 ) -> tuple[Found, dict[date, Figures]] | None:
     """Every breakdown and the weekly figures, exact, without sorting every group.
 
@@ -380,8 +379,8 @@ def two_pass(
     """
     if estimated_waits(session, window) < TWO_PASS_FROM:
         return None
-    groups = _count(session, window)
-    if not _pick(session, window, groups):
+    groups = _count(session, window, trend_since)
+    if not _pick(session, window, trend_since, groups):
         log.warning("report.percentiles.mismatch")
         return None
     opened = _grouping_sets(session, window, now, W.ended_at.is_(None))
@@ -390,7 +389,21 @@ def two_pass(
     weeks: dict[date, Figures] = {}
     for (kind, *key), group in groups.items():
         if kind == "week":
-            weeks[to_date(key[0])] = group.figures(None)
+            weeks[to_date(key[0])] = group.figures()
         elif group.episodes:
             found[kind].append((tuple(key), group.figures(open_by_key.get((kind, *key)))))
     return found, weeks
+
+
+def breakdowns(
+    session: Session, window: Window, now: datetime, trend_since: datetime
+) -> tuple[Found, dict[date, Figures]]:
+    """Every breakdown and the weekly figures of the waits that started since
+    ``trend_since``: the two passes on large windows, the sorts on small ones (or should
+    the passes disagree, which they cannot within one snapshot)."""
+    tune_postgres(session)
+    fast = two_pass(session, window, now, trend_since)
+    if fast is not None:
+        return fast
+    return (sorted_breakdowns(session, window, now),
+            sorted_weekly(session, window, now, trend_since))

@@ -6,7 +6,8 @@ its finest group (approver, level, team, rule, and week when it started inside t
 window), a few thousand groups in all. Every breakdown and the weekly trend are roll-ups
 of those tallies; the durations of a group are sorted once and merged as sorted runs.
 The figures follow the same definitions as PostgreSQL's (``ledger.report``'s docstring),
-which the test suite checks on both backends.
+which the test suite checks on both backends; windows and figures come from
+``ledger.figures``.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, and_, case, cast, literal, literal_column, select, true
+from sqlalchemy import DateTime, Integer, and_, case, cast, literal, literal_column, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from ledger.figures import (FINEST, FRACTIONS, PICK, Dialect, Figures, Found, Window, percentile,
+                            to_date, window_conditions)
 from ledger.models import ApprovalWait as W
-from ledger.report import Figures, Window, _Sql, hours, percentile, to_date, window_conditions
-
-Found = dict[str, list[tuple[tuple[Any, ...], Figures]]]
 
 
 class _Tally:
@@ -54,19 +54,12 @@ class _Tally:
     def figures(self) -> Figures:
         self.waits.sort()  # sorted runs end to end: Timsort merges them instead of sorting
         self.ages.sort()
-        return Figures(
-            episodes=self.episodes,
-            flagged=self.flagged,
-            waiting_now=self.episodes - self.ended,
-            ended=self.ended,
-            ended_after_intent=self.after_intent,
-            median_wait_hours=hours(percentile(self.waits, 0.5)),
-            p90_wait_hours=hours(percentile(self.waits, 0.9)),
-            total_wait_hours=hours(self.total) or 0.0,
-            open_total_hours=hours(self.open_total) or 0.0,
-            open_max_hours=hours(self.open_max),
-            open_median_hours=hours(percentile(self.ages, 0.5)),
-            open_p90_hours=hours(percentile(self.ages, 0.9)),
+        return Figures.from_seconds(
+            episodes=self.episodes, flagged=self.flagged, ended=self.ended,
+            ended_after_intent=self.after_intent, total=self.total,
+            waits=[percentile(self.waits, f) for f in FRACTIONS],
+            open_total=self.open_total, open_max=self.open_max,
+            open_ages=[percentile(self.ages, f) for f in FRACTIONS],
         )
 
 
@@ -82,18 +75,17 @@ def _unindexed_start(window: Window) -> ColumnElement[Any] | None:
     return literal_column(f"+{W.__tablename__}.started_at", DateTime())
 
 
-def _finest(session: Session, window: Window, now: datetime) -> dict[tuple[Any, ...], _Tally]:
-    """Tallies per (approver, level, team, rule, week if started inside): one scan, one
-    dictionary look-up a row; every breakdown is a roll-up of these few thousand groups."""
-    sql = _Sql(session)
+def _finest(
+    session: Session, window: Window, now: datetime, trend_since: datetime
+) -> dict[tuple[Any, ...], _Tally]:
+    """Tallies per (approver, level, team, rule, week if started since ``trend_since``):
+    one scan, one dictionary look-up a row; every breakdown is a roll-up of these few
+    thousand groups."""
+    sql = Dialect(session)
     ended = W.ended_at.is_not(None)
-    inside = (W.started_at >= window.since) if window.since is not None else true()
     query = select(
-        W.approver,
-        W.approver_level,
-        W.team,
-        W.decision_rule,
-        case((inside, sql.week_start())),
+        *FINEST,
+        case((W.started_at >= trend_since, sql.week_start())),
         cast(W.flagged, Integer),
         sql.wait(),
         case((~ended, sql.seconds(W.started_at, literal(now, DateTime())))),
@@ -123,18 +115,14 @@ def _finest(session: Session, window: Window, now: datetime) -> dict[tuple[Any, 
     return tallies
 
 
-#: Where each breakdown's key sits in a finest group's key.
-_PICK = {"summary": (), "by_approver": (0, 1), "by_level": (1,), "by_team": (2,),
-         "by_rule": (3,)}
-
-
-def single_pass(
-    session: Session, window: Window, now: datetime
+def breakdowns(
+    session: Session, window: Window, now: datetime, trend_since: datetime
 ) -> tuple[Found, dict[date, Figures]]:
-    """Every breakdown of ``DIMENSIONS`` and the weekly figures, from one scan of the window."""
-    finest = _finest(session, window, now)
+    """Every breakdown of ``DIMENSIONS`` and the weekly figures of the waits that started
+    since ``trend_since``, from one scan of the window."""
+    finest = _finest(session, window, now, trend_since)
     found: Found = {}
-    for name, positions in _PICK.items():
+    for name, positions in PICK.items():
         groups: dict[tuple[Any, ...], _Tally] = defaultdict(_Tally)
         for key, tally in finest.items():
             groups[tuple(key[p] for p in positions)].merge(tally)

@@ -1,7 +1,8 @@
 """The meaning of a well-shaped rules file: references, levels, cycles, durations, templates.
 
-Each check appends ``(line, message)`` to errors or warnings; the loader sorts and
-prints them all. Messages name the valid choices and offer a did-you-mean.
+Each check reads a ``RulesDocument`` (the parsed file and the line of each part) and
+records ``(line, message)`` in ``Findings`` as an error or a warning; the loader sorts
+and prints them all. Messages name the valid choices and offer a did-you-mean.
 """
 
 from __future__ import annotations
@@ -13,19 +14,9 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from rules.comment import template_problem
-from rules.model import (
-    DEFAULT_INTENT_TEMPLATE,
-    INFORMATION,
-    CommentPolicy,
-    DecisionRule,
-    FieldCondition,
-    FlagPolicy,
-    Match,
-    Person,
-    Rules,
-    Team,
-    WaitingForApproval,
-)
+from rules.model import (DEFAULT_INTENT_TEMPLATE, INFORMATION, CommentPolicy, DecisionRule,
+                         FieldCondition, FlagPolicy, Match, Person, Rules, Team,
+                         WaitingForApproval)
 from rules.schema import RulesIn
 
 _DURATION = re.compile(r"^(?:(\d+)w)?\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?$")
@@ -46,15 +37,27 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-class Located:
-    """A parsed rules file plus the lines of its parts, collecting problems."""
+class RulesDocument:
+    """The rules file as parsed, with the line each part is written on."""
 
     def __init__(self, parsed: RulesIn, line: Callable[..., int],
                  dropped: set[tuple[Any, ...]] | None = None) -> None:
         self.parsed = parsed
+        #: ``line(path, value=False)``: the line of a key (or of its value)
         self.line = line
         #: paths already reported as wrong and taken out: checked no further
         self.dropped = dropped or set()
+
+    def broken(self, *path: Any) -> bool:
+        """Was this part (or anything inside it) reported as wrong and taken out?"""
+        return any(d[: len(path)] == path for d in self.dropped)
+
+
+class Findings:
+    """The errors and warnings found in a rules document, each as (line, message)."""
+
+    def __init__(self, document: RulesDocument) -> None:
+        self.line = document.line
         self.errors: list[tuple[int, str]] = []
         self.warnings: list[tuple[int, str]] = []
 
@@ -64,56 +67,52 @@ class Located:
     def warn(self, path: tuple[Any, ...], message: str, value: bool = False) -> None:
         self.warnings.append((self.line(path, value=value), message))
 
-    def broken(self, *path: Any) -> bool:
-        """Was this part (or anything inside it) reported as wrong and taken out?"""
-        return any(d[: len(path)] == path for d in self.dropped)
 
-
-def _check_levels(loc: Located) -> None:
+def _check_levels(doc: RulesDocument, findings: Findings) -> None:
     seen: set[str] = set()
-    for index, level in enumerate(loc.parsed.levels):
+    for index, level in enumerate(doc.parsed.levels):
         if level == INFORMATION:
-            loc.error(("levels", index), f"'{INFORMATION}' is reserved for decided_at; "
+            findings.error(("levels", index), f"'{INFORMATION}' is reserved for decided_at; "
                                          "name the level differently")
         if level in seen:
-            loc.error(("levels", index), f"level '{level}' is listed twice")
+            findings.error(("levels", index), f"level '{level}' is listed twice")
         seen.add(level)
 
 
-def _level_problem(loc: Located, level: str, *extra: str) -> str | None:
-    levels = list(loc.parsed.levels)
+def _level_problem(doc: RulesDocument, level: str, *extra: str) -> str | None:
+    levels = list(doc.parsed.levels)
     if level in levels or level in extra:
         return None
     choices = ", ".join(levels + [f"or '{e}'" for e in extra])
     return f"unknown level '{level}' (levels: {choices}){_suggest(level, levels + list(extra))}"
 
 
-def _check_people(loc: Located) -> None:
-    people = loc.parsed.people
+def _check_people(doc: RulesDocument, findings: Findings) -> None:
+    people = doc.parsed.people
     owners: dict[str, str] = {}
     for handle, person in people.items():
         base = ("people", handle)
-        problem = _level_problem(loc, person.level)
+        problem = _level_problem(doc, person.level)
         if problem:
-            loc.error(base + ("level",), f"people.{handle}.level: {problem}")
+            findings.error(base + ("level",), f"people.{handle}.level: {problem}")
         if (person.reports_to is not None and person.reports_to not in people
-                and not loc.broken("people", person.reports_to)):
-            loc.error(base + ("reports_to",), f"people.{handle}.reports_to: nobody called "
+                and not doc.broken("people", person.reports_to)):
+            findings.error(base + ("reports_to",), f"people.{handle}.reports_to: nobody called "
                       f"'{person.reports_to}' in people{_suggest(person.reports_to, people)}")
-        if (person.team is not None and person.team not in loc.parsed.teams
-                and not loc.broken("teams", person.team)):
-            loc.error(base + ("team",), f"people.{handle}.team: no team called '{person.team}' "
-                      f"in teams{_suggest(person.team, loc.parsed.teams)}")
+        if (person.team is not None and person.team not in doc.parsed.teams
+                and not doc.broken("teams", person.team)):
+            findings.error(base + ("team",), f"people.{handle}.team: no team called '{person.team}' "
+                      f"in teams{_suggest(person.team, doc.parsed.teams)}")
         if person.jira in owners:
-            loc.error(base + ("jira",), f"people.{handle}.jira: Jira id '{person.jira}' is also "
+            findings.error(base + ("jira",), f"people.{handle}.jira: Jira id '{person.jira}' is also "
                       f"used by '{owners[person.jira]}'")
         owners.setdefault(person.jira, handle)
-    _check_reporting(loc)
+    _check_reporting(doc, findings)
 
 
-def _check_reporting(loc: Located) -> None:
-    people = loc.parsed.people
-    levels = loc.parsed.levels
+def _check_reporting(doc: RulesDocument, findings: Findings) -> None:
+    people = doc.parsed.people
+    levels = doc.parsed.levels
     reported: set[str] = set()
     for handle, person in people.items():
         chain = [handle]
@@ -124,36 +123,36 @@ def _check_reporting(loc: Located) -> None:
         if current is not None and current == handle:
             path = " -> ".join(chain + [handle])
             if handle not in reported:
-                loc.error(("people", handle, "reports_to"),
+                findings.error(("people", handle, "reports_to"),
                           f"people.{handle}.reports_to: reports_to goes round in a circle: {path}")
                 reported.update(chain)
             continue
         if person.level not in levels:
             continue
         boss = people.get(person.reports_to) if person.reports_to else None
-        if (person.reports_to is None and not loc.broken("people", handle, "reports_to")
+        if (person.reports_to is None and not doc.broken("people", handle, "reports_to")
                 and levels.index(person.level) < len(levels) - 1):
-            loc.warn(("people", handle), f"people.{handle} is not at the top level and reports to "
+            findings.warn(("people", handle), f"people.{handle} is not at the top level and reports to "
                      "nobody: a decision above their level cannot be routed from them")
         elif boss is not None and boss.level in levels and (
             levels.index(boss.level) < levels.index(person.level)
         ):
-            loc.warn(("people", handle, "reports_to"), f"people.{handle} reports to "
+            findings.warn(("people", handle, "reports_to"), f"people.{handle} reports to "
                      f"'{person.reports_to}', who is at a lower level ({boss.level})")
 
 
-def _check_teams(loc: Located) -> None:
-    for name, team in loc.parsed.teams.items():
-        if team.lead is None and not loc.broken("teams", name, "lead"):
-            loc.warn(("teams", name), f"teams.{name} has no lead: it cannot hold information")
-        elif team.lead is not None and team.lead not in loc.parsed.people and not loc.broken(
+def _check_teams(doc: RulesDocument, findings: Findings) -> None:
+    for name, team in doc.parsed.teams.items():
+        if team.lead is None and not doc.broken("teams", name, "lead"):
+            findings.warn(("teams", name), f"teams.{name} has no lead: it cannot hold information")
+        elif team.lead is not None and team.lead not in doc.parsed.people and not doc.broken(
             "people", team.lead
         ):
-            loc.error(("teams", name, "lead"), f"teams.{name}.lead: nobody called '{team.lead}' "
-                      f"in people{_suggest(team.lead, loc.parsed.people)}")
+            findings.error(("teams", name, "lead"), f"teams.{name}.lead: nobody called '{team.lead}' "
+                      f"in people{_suggest(team.lead, doc.parsed.people)}")
 
 
-def _conditions(loc: Located, index: int, fields: dict[str, Any]) -> tuple[FieldCondition, ...]:
+def _conditions(doc: RulesDocument, findings: Findings, index: int, fields: dict[str, Any]) -> tuple[FieldCondition, ...]:
     out = []
     for field_id, spec in fields.items():
         path = ("decisions", index, "match", "fields", field_id)
@@ -164,17 +163,17 @@ def _conditions(loc: Located, index: int, fields: dict[str, Any]) -> tuple[Field
             spec = {"equals": spec}
         if not any(spec.get(k) is not None for k in _CONDITION_KEYS):
             if not [k for k in spec if k not in _CONDITION_KEYS]:
-                loc.error(path, f"{where}: nothing to compare with (give a value, a list, or "
+                findings.error(path, f"{where}: nothing to compare with (give a value, a list, or "
                           f"conditions: {', '.join(_CONDITION_KEYS)})", value=False)
         for value in [spec.get("equals")] + list(spec.get("in") or []):
             if isinstance(value, bool):
                 word = "yes" if value else "no"
-                loc.warn(path, f"{where}: {_yes_no(value)} is a YAML yes/no value, which no Jira "
+                findings.warn(path, f"{where}: {_yes_no(value)} is a YAML yes/no value, which no Jira "
                          f"field holds; quote it (\"{word}\") to match the text")
                 break
         unknown = [k for k in spec if k not in _CONDITION_KEYS]
         for key in unknown:
-            loc.error(path + (key,), f"{where}: unknown condition '{key}' (conditions: "
+            findings.error(path + (key,), f"{where}: unknown condition '{key}' (conditions: "
                       f"{', '.join(_CONDITION_KEYS)}){_suggest(str(key), _CONDITION_KEYS)}",
                       value=False)
         bounds: dict[str, float] = {}
@@ -182,15 +181,15 @@ def _conditions(loc: Located, index: int, fields: dict[str, Any]) -> tuple[Field
             if key in spec:
                 value = spec[key]
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    loc.error(path + (key,), f"{where}.{key}: must be a number, not {value!r}")
+                    findings.error(path + (key,), f"{where}.{key}: must be a number, not {value!r}")
                 else:
                     bounds[key] = float(value)
         empty = _empty_range(bounds)
         if empty:
-            loc.warn(path, f"{where}: no number is {empty}: this rule can never match")
+            findings.warn(path, f"{where}: no number is {empty}: this rule can never match")
         members = spec.get("in")
         if members is not None and not isinstance(members, list):
-            loc.error(path + ("in",), f"{where}.in: must be a list")
+            findings.error(path + ("in",), f"{where}.in: must be a list")
             members = None
         out.append(FieldCondition(
             field=field_id,
@@ -226,18 +225,18 @@ def _covers(earlier: Match, later: Match) -> bool:
     return all(condition in later.fields for condition in earlier.fields)
 
 
-def _decisions(loc: Located) -> tuple[DecisionRule, ...]:
+def _decisions(doc: RulesDocument, findings: Findings) -> tuple[DecisionRule, ...]:
     rules: list[DecisionRule] = []
     sound: list[DecisionRule] = []  # rules without a reported problem: they can shadow others
     names: dict[str, int] = {}
-    for index, decision in enumerate(loc.parsed.decisions):
+    for index, decision in enumerate(doc.parsed.decisions):
         path = ("decisions", index)
         if decision.decided_at != INFORMATION:
-            problem = _level_problem(loc, decision.decided_at, INFORMATION)
+            problem = _level_problem(doc, decision.decided_at, INFORMATION)
             if problem:
-                loc.error(path + ("decided_at",), f"decisions[{index}].decided_at: {problem}")
+                findings.error(path + ("decided_at",), f"decisions[{index}].decided_at: {problem}")
         if decision.name in names:
-            loc.warn(path + ("name",), f"two decision rules are called '{decision.name}'")
+            findings.warn(path + ("name",), f"two decision rules are called '{decision.name}'")
         names[decision.name] = index
         m = decision.match
         rule = DecisionRule(
@@ -246,42 +245,42 @@ def _decisions(loc: Located) -> tuple[DecisionRule, ...]:
             match=Match(
                 issue_types=tuple(m.issue_types), labels=tuple(m.labels),
                 components=tuple(m.components), projects=tuple(m.projects),
-                priorities=tuple(m.priorities), fields=_conditions(loc, index, m.fields),
+                priorities=tuple(m.priorities), fields=_conditions(doc, findings, index, m.fields),
             ),
-            line=loc.line(path),
+            line=doc.line(path),
         )
         rules.append(rule)
-        if loc.broken(*path):
+        if doc.broken(*path):
             continue
         earlier = next((r for r in sound if _covers(r.match, rule.match)), None)
         if earlier is not None:
             every = "every ticket" if earlier.match == Match() else "every ticket it would"
-            loc.warn(path, f"decision '{decision.name}' can never match: "
+            findings.warn(path, f"decision '{decision.name}' can never match: "
                      f"'{earlier.name}' above it matches {every}")
         sound.append(rule)
     if not rules:
-        loc.warn(("decisions",) if loc.parsed.decisions is not None else (),
+        findings.warn(("decisions",) if doc.parsed.decisions is not None else (),
                  "no decision rules: nothing will ever be flagged")
     return tuple(rules)
 
 
-def _flag(loc: Located) -> FlagPolicy:
+def _flag(doc: RulesDocument, findings: Findings) -> FlagPolicy:
     remind = None
-    raw = loc.parsed.flag.remind_after
+    raw = doc.parsed.flag.remind_after
     if raw is not None:
         remind = parse_duration(raw)
         if remind == timedelta(0) or raw.strip() == "0":
             remind = None
-            loc.error(("flag", "remind_after"), f"flag.remind_after: '{raw}' is no time at all; "
+            findings.error(("flag", "remind_after"), f"flag.remind_after: '{raw}' is no time at all; "
                       "leave remind_after out for no reminder")
         elif remind is None:
-            loc.error(("flag", "remind_after"), f"flag.remind_after: '{raw}' is not a duration "
+            findings.error(("flag", "remind_after"), f"flag.remind_after: '{raw}' is not a duration "
                       "(write it like 2d, 36h, 90m, 1w or 1d12h)")
-    return FlagPolicy(tolerance=loc.parsed.flag.tolerance, remind_after=remind)
+    return FlagPolicy(tolerance=doc.parsed.flag.tolerance, remind_after=remind)
 
 
-def _comment(loc: Located) -> CommentPolicy:
-    parsed = loc.parsed.comment
+def _comment(doc: RulesDocument, findings: Findings) -> CommentPolicy:
+    parsed = doc.parsed.comment
     intent = parsed.intent_template or DEFAULT_INTENT_TEMPLATE
     checks: tuple[tuple[str, str | None, Literal["comment", "intent"]], ...] = (
         ("intent_template", parsed.intent_template, "intent"),
@@ -293,30 +292,30 @@ def _comment(loc: Located) -> CommentPolicy:
         problem = template_problem(text, kind)
         if problem is not None:
             offset, message = problem
-            line = loc.line(("comment", key), value=True)
+            line = doc.line(("comment", key), value=True)
             # a block scalar (|) starts on the line after its indicator
             line += offset if "\n" in text else 0
-            loc.errors.append((line, f"comment.{key}: {message}"))
+            findings.errors.append((line, f"comment.{key}: {message}"))
     return CommentPolicy(template=parsed.template, intent_template=intent)
 
 
-def build_rules(loc: Located, *, source: str, digest: str) -> Rules:
-    parsed = loc.parsed
-    if parsed.version != 1 and not loc.broken("version"):
-        loc.error(("version",), f"version: unsupported version {parsed.version} "
+def build_rules(doc: RulesDocument, findings: Findings, *, source: str, digest: str) -> Rules:
+    parsed = doc.parsed
+    if parsed.version != 1 and not doc.broken("version"):
+        findings.error(("version",), f"version: unsupported version {parsed.version} "
                   "(this leaderleader reads version 1)")
-    _check_levels(loc)
-    _check_people(loc)
-    _check_teams(loc)
+    _check_levels(doc, findings)
+    _check_people(doc, findings)
+    _check_teams(doc, findings)
     waiting = parsed.waiting_for_approval
-    if not waiting.statuses and not waiting.approver_field and not loc.broken(
+    if not waiting.statuses and not waiting.approver_field and not doc.broken(
         "waiting_for_approval"
     ):
-        loc.error(("waiting_for_approval",), "waiting_for_approval: name the statuses that mean "
+        findings.error(("waiting_for_approval",), "waiting_for_approval: name the statuses that mean "
                   "'waiting for approval', or an approver_field, or both", value=False)
-    decisions = _decisions(loc)
-    flag = _flag(loc)
-    comment = _comment(loc)
+    decisions = _decisions(doc, findings)
+    flag = _flag(doc, findings)
+    comment = _comment(doc, findings)
     return Rules(
         version=parsed.version,
         levels=tuple(parsed.levels),

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from rules.checks import Located, build_rules
+from rules.checks import Findings, RulesDocument, build_rules
 from rules.model import INFORMATION, Rules
 from rules.schema import RulesIn, known_keys, model_at
 
@@ -307,8 +307,10 @@ def check_rules_text(text: str, source: str) -> CheckResult:
                 break
     if parsed is None:
         return CheckResult(None, problems(list(dict.fromkeys(structural + shape))))
-    located = Located(parsed, line, dropped)
-    rules = build_rules(located, source=source, digest=hashlib.sha256(text.encode()).hexdigest())
-    errors = problems(list(dict.fromkeys(structural + shape + located.errors)))
-    warnings = problems(located.warnings)
+    document = RulesDocument(parsed, line, dropped)
+    findings = Findings(document)
+    rules = build_rules(document, findings, source=source,
+                        digest=hashlib.sha256(text.encode()).hexdigest())
+    errors = problems(list(dict.fromkeys(structural + shape + findings.errors)))
+    warnings = problems(findings.warnings)
     return CheckResult(None if errors else rules, errors, warnings)

@@ -1,7 +1,9 @@
 """Configuration from the environment (12-factor), read once per process.
 
-Every variable is documented in the README. Nothing here is read at import time:
-``Settings.from_env()`` is called by the app factory, the worker and the CLI.
+Every variable ``Settings.from_env`` reads is in the README's configuration table (a
+test holds them to it); ``.env.example`` and docker-compose.yml use only these names.
+Nothing here is read at import time: ``Settings.from_env()`` is called by the app
+factory, the worker and the CLI.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from connector.errors import PermanentJiraError, TransientJiraError
 from connector.history import approval_episodes
 from connector.shapes import ticket_from_issue
 from ledger.models import Comment
+from rules.comment import mention
 from rules.model import Rules, WaitingForApproval
 from service.runtime import current_runtime
 from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
@@ -39,8 +40,9 @@ def test_deployment_detection_and_mentions(jira):
     client = connector(jira)
     assert jira.requests == []  # constructing does not touch the network
     expected = ("cloud", "[~accountid:abc]") if jira.deployment == "Cloud" else ("server", "[~abc]")
-    assert (client.deployment, client.mention("abc")) == expected
-    assert connector(jira, deployment="server").mention("abc") == "[~abc]"
+    # the comment renders mentions in the style of the deployment the client detected
+    assert (client.deployment, mention("abc", client.deployment)) == expected
+    assert mention("abc", connector(jira, deployment="server").deployment) == "[~abc]"
 
 
 def test_post_then_find_by_marker(jira):

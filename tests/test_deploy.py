@@ -75,6 +75,12 @@ def test_environment_names_in_compose_and_example_are_the_ones_the_code_reads():
                         "WEB_PORT"}
     assert compose_env - names == set()
     assert example - names - only_for_compose == set()
+    # and every one of them is in the README's configuration table
+    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ")[0]
+    documented = set(re.findall(r"`([A-Z_]+)`", "\n".join(
+        line.split("|")[1] for line in section.splitlines() if line.startswith("| `"))))
+    assert names - documented == set()
+    assert {"LEADERLEADER_QUEUE", "LEADERLEADER_COMMENT_LOCK_SECONDS"} <= names
 
 
 def test_production_refuses_to_start_without_webhook_authentication():

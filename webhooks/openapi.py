@@ -1,8 +1,9 @@
 """``GET /openapi.json``: an OpenAPI 3.1 description of the whole HTTP API.
 
 Kept as a literal dict beside the code it describes, so a reviewer sees a changed answer
-and its description in one diff; ``tests/reports/test_openapi.py`` checks that every
-route the app serves is described here.
+and its description in one diff; ``tests/reports/test_page.py`` checks that every route
+the app serves is described here, and ``tests/test_api_schema.py`` sends the requests
+it describes.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ _FILTERS = [
     {"name": "team", "in": "query", "schema": {"type": "string", "maxLength": 128},
      "description": "Only episodes of this rules-file team."},
     {"name": "since", "in": "query", "schema": {"type": "string"},
-     "description": "ISO date or datetime (UTC when no offset), inclusive."},
+     "description": "ISO date or datetime (UTC when no offset), inclusive. Without it the "
+                    "figures cover all history and the weekly trend the last 26 weeks."},
     {"name": "until", "in": "query", "schema": {"type": "string"},
      "description": "ISO date or datetime (UTC when no offset), exclusive."},
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500,
@@ -162,7 +164,18 @@ SPEC: dict[str, Any] = {
             "Report": {"type": "object", "required": [
                 "summary", "by_approver", "by_level", "by_team", "by_rule",
                 "longest_waiting", "trend", "unmapped"], "properties": {
-                "window": {"type": "object"},
+                "window": {"type": "object", "properties": {
+                    "since": {"type": ["string", "null"], "format": "date-time"},
+                    "until": {"type": ["string", "null"], "format": "date-time"},
+                    "project": {"type": ["string", "null"]},
+                    "team": {"type": ["string", "null"]},
+                    "semantics": {"const": "overlap"},
+                    "generated_at": {"type": "string", "format": "date-time"},
+                    "trend_since": {
+                        "type": "string", "format": "date-time",
+                        "description": "Where the weekly trend starts: since, or without "
+                                       "it the Monday 25 weeks before the window's last "
+                                       "week (26 weeks in all)."}}},
                 "summary": {"allOf": [{"$ref": "#/components/schemas/Figures"}, {
                     "type": "object", "required": ["intents"],
                     "properties": {"intents": {"type": "integer"}}}]},
@@ -181,7 +194,11 @@ SPEC: dict[str, Any] = {
                         "suggested_decider": {"type": ["string", "null"]},
                         "url": {"type": ["string", "null"], "format": "uri"},
                         "since": {"type": "string", "format": "date-time"}}}},
-                "trend": {"type": "array", "items": {"type": "object", "required": [
+                "trend": {"type": "array", "description": (
+                    "Per ISO week, the waits that started since window.trend_since, from "
+                    "the first week with one to the window's last week, empty weeks "
+                    "included; by default the last 26 weeks."),
+                    "items": {"type": "object", "required": [
                     "week", "median_wait_hours", "flagged"], "properties": {
                     "week": {"type": "string", "pattern": "^[0-9]{4}-W[0-9]{2}$"},
                     "week_start": {"type": "string", "format": "date"},

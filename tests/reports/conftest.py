@@ -40,7 +40,8 @@ DEPLOY, SPEND, ELSE = "Routine production deploy", "Spend under 5k", "Everything
 
 
 def at(text: str) -> datetime:
-    return datetime.fromisoformat(f"2026-{text}")
+    """``11-16T09:00`` is in 2026; a full ISO datetime is taken as it is."""
+    return datetime.fromisoformat(text if text[4:5] == "-" else f"2026-{text}")
 
 
 WAITS: list[dict[str, Any]] = [

@@ -24,8 +24,9 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from ledger import report_postgres
+from ledger.figures import hours, percentile
 from ledger.models import ApprovalWait, TicketRecord
-from ledger.report import Window, bottleneck_report, hours, percentile
+from ledger.report import Window, bottleneck_report
 from service.runtime import current_runtime
 from tests.reports.conftest import bearer
 from webhooks.extension import app_runtime

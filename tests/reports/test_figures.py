@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date
 from typing import Any
 
+import pytest
 from flask import Flask
 
-from tests.reports.conftest import DEPLOY, ELSE, SPEND, bearer
+from ledger import report_postgres
+from tests.reports.conftest import DEPLOY, ELSE, SPEND, bearer, seed
 
 WINDOW = "since=2026-11-16&until=2026-11-24"
 
@@ -51,7 +54,8 @@ def test_window_figures_exact(report_app: Flask) -> None:
     report = response.get_json()
     assert report["window"] == {
         "since": "2026-11-16T00:00:00", "until": "2026-11-24T00:00:00", "project": None,
-        "team": None, "semantics": "overlap", "generated_at": "2026-11-25T12:00:00"}
+        "team": None, "semantics": "overlap", "generated_at": "2026-11-25T12:00:00",
+        "trend_since": "2026-11-16T00:00:00"}
     assert report["summary"] == {
         **figures(7, 3, 2, 5, 1, 10.0, 38.4, 92.0, 636.0, 588.0, 318.0, 534.0), "intents": 3}
     # the biggest hold-up (ended + open hours) first
@@ -116,6 +120,62 @@ def test_whole_history(report_app: Flask) -> None:
         "ended": 0, "median_wait_hours": None, "p90_wait_hours": None}
     assert report["unmapped"][0] == {
         "jira_id": "5b10unknown", "episodes": 2, "last_seen": "2026-11-10T00:00:00"}
+
+
+#: Waits far older than the default trend: one in 2017, one the day before the trend's
+#: first Monday (2026-06-01, 25 weeks before W48) and one on that Monday.
+OLD_WAITS = [
+    dict(key="OLD-1", approver="carol", level="manager", start="2017-03-07T10:00",
+         end="2017-03-08T10:00", project="OLD"),
+    dict(key="OLD-2", approver="carol", level="manager", start="05-31T23:00",
+         end="06-01T01:00", project="OLD"),
+    dict(key="OLD-3", approver="carol", level="manager", start="06-01T00:00",
+         end="06-01T02:00", project="OLD"),
+]
+
+
+def _weeks(report: dict[str, Any]) -> list[str]:
+    return [week["week"] for week in report["trend"]]
+
+
+def test_trend_defaults_to_the_last_26_weeks(
+    report_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``since`` the figures cover all history, the trend only 26 weeks."""
+    seed(report_app, OLD_WAITS, [])
+    report = get(report_app).get_json()
+    assert report["window"]["since"] is None
+    assert report["window"]["trend_since"] == "2026-06-01T00:00:00"
+    assert report["summary"]["episodes"] == 12  # the whole history's 9 and the 3 old ones
+    assert len(report["trend"]) == 26
+    assert report["trend"][0] == {  # OLD-3 only: OLD-2 started the evening before
+        "week": "2026-W23", "week_start": "2026-06-01", "episodes": 1, "flagged": 0,
+        "ended": 1, "median_wait_hours": 2.0, "p90_wait_hours": 2.0}
+    assert _weeks(report)[-5:] == ["2026-W44", "2026-W45", "2026-W46", "2026-W47", "2026-W48"]
+    # without since, until ends the 26 weeks: its last week is W47 (Nov 16-22), so the
+    # trend starts a week earlier and takes in OLD-2 (W22)
+    until = get(report_app, "until=2026-11-17").get_json()
+    assert until["window"]["trend_since"] == "2026-05-25T00:00:00"
+    assert len(until["trend"]) == 26
+    assert (_weeks(until)[0], _weeks(until)[-1]) == ("2026-W22", "2026-W47")
+    # PostgreSQL's two passes draw the same trend as its sorts (SQLite: one path)
+    answers: list[Any] = []
+    two_pass = report_postgres.two_pass
+    monkeypatch.setattr(report_postgres, "TWO_PASS_FROM", 0)
+    monkeypatch.setattr(report_postgres, "two_pass",
+                        lambda *args: answers.append(two_pass(*args)) or answers[-1])
+    assert get(report_app).get_json() == report
+    assert None not in answers
+
+
+def test_explicit_since_gives_every_week_since(report_app: Flask) -> None:
+    seed(report_app, OLD_WAITS[:1], [])
+    report = get(report_app, "since=2017-01-01").get_json()
+    assert report["window"]["trend_since"] == "2017-01-01T00:00:00"
+    first, last = date(2017, 3, 6), date(2026, 11, 23)  # the Mondays of OLD-1 and of now
+    assert len(report["trend"]) == (last - first).days // 7 + 1 == 508
+    assert (report["trend"][0]["week"], report["trend"][0]["episodes"]) == ("2017-W10", 1)
+    assert _weeks(report)[-1] == "2026-W48"
 
 
 def test_project_and_team_filters(report_app: Flask) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, timedelta
 
-from rq.job import Job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from sqlalchemy import select
 
 from connector.errors import PermanentJiraError, TransientJiraError
@@ -55,12 +56,16 @@ def render_for(comment: Comment, rules: Rules, mention_style: str) -> str:
     )
 
 
+def _job_id(comment_id: int) -> str:
+    return f"leaderleader-comment-{comment_id}"
+
+
 def enqueue_comment(runtime: Runtime, comment_id: int) -> Job:
     """Queue the posting of one comment; the job id is derived from the row, so at most one waits."""
     return runtime.queue.enqueue(
         post_comment,
         comment_id,
-        job_id=f"leaderleader-comment-{comment_id}",
+        job_id=_job_id(comment_id),
         retry=runtime.retry(),
         result_ttl=3600,
         failure_ttl=30 * 24 * 3600,
@@ -172,13 +177,40 @@ def queue_reminders(runtime: Runtime, now: datetime | None = None) -> int:
     return len(queued)
 
 
-def requeue_pending(runtime: Runtime, older_than: timedelta = timedelta(minutes=5)) -> int:
-    """Re-queue comments left pending (a worker died between the ledger and the queue)."""
-    cutoff = utc_now() - older_than
+#: a pending comment gets a new job once its own is gone; after rq gave up on a job
+#: (its retries spent), the next try waits this long
+GIVEN_UP_PAUSE = timedelta(minutes=5)
+_ALIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+def _job_alive(runtime: Runtime, comment_id: int, now: datetime) -> bool:
+    """Does the comment's job still stand to run (queued, running, waiting for its retry)?"""
+    try:
+        job = Job.fetch(_job_id(comment_id), connection=runtime.redis)
+    except NoSuchJobError:
+        return False
+    status = job.get_status(refresh=False)
+    if status in _ALIVE:
+        return True
+    ended = job.ended_at.replace(tzinfo=None) if job.ended_at else None
+    return status == JobStatus.FAILED and ended is not None and now - ended < GIVEN_UP_PAUSE
+
+
+def requeue_pending(runtime: Runtime, older_than: timedelta = timedelta(seconds=30)) -> int:
+    """Give a new job to each comment left pending without one.
+
+    A worker can die between the ledger and the queue, and a round that wrote reminders
+    can lose Redis before queuing them: the rows are pending with no job. A comment
+    whose job is still queued, running or scheduled for a retry is left alone (its
+    backoff holds); the job is idempotent, so a repeat would be harmless anyway.
+    """
+    now = utc_now()
     with runtime.sessions() as session:
         ids = session.scalars(
-            select(Comment.id).where(Comment.state == "pending", Comment.created_at <= cutoff)
+            select(Comment.id).where(Comment.state == "pending",
+                                     Comment.created_at <= now - older_than)
         ).all()
-    for comment_id in ids:
+    orphans = [comment_id for comment_id in ids if not _job_alive(runtime, comment_id, now)]
+    for comment_id in orphans:
         enqueue_comment(runtime, comment_id)
-    return len(ids)
+    return len(orphans)

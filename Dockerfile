@@ -15,6 +15,7 @@ COPY rules ./rules
 COPY connector ./connector
 COPY ledger ./ledger
 COPY jobs ./jobs
+COPY service ./service
 RUN pip install --no-cache-dir . \
     && useradd --system --home-dir /var/lib/leaderleader --create-home leaderleader
 

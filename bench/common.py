@@ -61,7 +61,7 @@ def embedded_redis_url(home: Path) -> tuple[str, redis.Redis]:
     url = os.environ.get("REDIS_URL")
     if url:
         return url, redis.Redis.from_url(url)
-    from service.runtime import embedded_redis
+    from service.embedded import embedded_redis
 
     connection = embedded_redis(home)
     return "unix://" + connection.socket_file, connection  # type: ignore[attr-defined]

@@ -1,7 +1,11 @@
 """The one place that talks to Jira, through the ``jira`` library's authenticated session.
 
 Retries, deliberately: the library's session already retries 429 and 503 (honouring
-``Retry-After``) and connection errors, ``max_retries`` times. We keep that for reads.
+``Retry-After``) and connection errors, ``max_retries`` times. We keep that for reads,
+except the first contact (serverInfo, ``connect``): a wrong or unreachable ``JIRA_URL``
+would otherwise wait out 20 s, 40 s, 80 s of backoff (capped) before saying anything.
+That probe is made once, without the library's retries and with a short connect timeout,
+and a failure names the URL and the cause (refused, DNS, timeout, TLS).
 For the comment POST we switch it off: a POST whose answer was lost may have been
 processed, and only the caller (which looks for its marker first) can retry it safely.
 A 429, though, says Jira took nothing: that POST is repeated here, after the
@@ -16,19 +20,24 @@ import html
 import json
 import random
 import re
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
+from urllib3.exceptions import NameResolutionError
 
 from connector.errors import JiraError, PermanentJiraError, TransientJiraError
 
 Deployment = Literal["cloud", "server"]
 PROPERTY_KEY = "leaderleader"
 _TRANSIENT = {408, 409, 425, 429, 500, 502, 503, 504}
+#: seconds to open a connection: a Jira that is there answers a SYN in well under a second
+CONNECT_TIMEOUT = 5.0
 
 
 def anchor_for(marker: str) -> str:
@@ -81,6 +90,7 @@ class JiraConnector:
         self._max_retry_delay = max_retry_delay
         self._timeout = timeout
         self._client: JIRA | None = None
+        self._server_info: dict[str, Any] | None = None
         self.calls = 0
 
     # -- connection ---------------------------------------------------------------
@@ -89,7 +99,8 @@ class JiraConnector:
         if self._client is None:
             try:
                 self._client = JIRA(server=self.url, get_server_info=False,
-                                    max_retries=self._max_retries, timeout=self._timeout,
+                                    max_retries=self._max_retries,
+                                    timeout=(min(CONNECT_TIMEOUT, self._timeout), self._timeout),
                                     **self._auth)
             except JIRAError as error:
                 raise self._translate(error, "connecting") from None
@@ -115,6 +126,64 @@ class JiraConnector:
             return TransientJiraError(f"{doing}: {type(error).__name__} reaching Jira")
         return TransientJiraError(f"{doing}: {type(error).__name__}")
 
+    def _unreachable(self, error: requests.RequestException) -> TransientJiraError:
+        """Why no answer came from ``self.url``, in the words a person can act on."""
+        host = urlsplit(self.url).hostname or self.url
+        chain: list[BaseException] = []
+        cause: BaseException | None = error
+        while cause is not None and len(chain) < 10:
+            chain.append(cause)
+            reason = getattr(cause, "reason", None)
+            cause = reason if isinstance(reason, BaseException) else (
+                cause.__cause__ or cause.__context__)
+        text = " ".join(str(c) for c in chain)
+        if isinstance(error, requests.exceptions.SSLError):
+            tls = next((c for c in chain if isinstance(c, ssl.SSLError)), None)
+            why = f"TLS failed ({getattr(tls, 'reason', None) or type(error).__name__})"
+        elif isinstance(error, requests.exceptions.ConnectTimeout):
+            why = f"timed out after {min(CONNECT_TIMEOUT, self._timeout):g} s opening a connection"
+        elif isinstance(error, requests.Timeout):
+            why = f"connected, but no answer within {self._timeout:g} s"
+        elif any(isinstance(c, NameResolutionError) for c in chain) or re.search(
+                r"Name or service not known|nodename nor servname|getaddrinfo failed|"
+                r"Temporary failure in name resolution|No address associated", text):
+            why = f"DNS cannot resolve {host}"
+        elif any(isinstance(c, ConnectionRefusedError) for c in chain) or "refused" in text:
+            why = "connection refused"
+        elif re.search(r"RemoteDisconnected|Connection aborted|reset by peer", text):
+            why = "the server closed the connection without answering"
+        else:
+            why = type(error).__name__
+        return TransientJiraError(f"cannot reach Jira at {self.url} (JIRA_URL): {why}")
+
+    def connect(self) -> dict[str, Any]:
+        """Ask serverInfo (once per connector), without retries: no answer is said at once.
+
+        Raises TransientJiraError naming the URL and the cause (refused, DNS, timeout, TLS);
+        an answer that is an HTTP error is translated as for any other call.
+        """
+        if self._server_info is not None:
+            return self._server_info
+        session = self.session
+        saved = session.max_retries  # type: ignore[attr-defined]
+        session.max_retries = 0  # type: ignore[attr-defined]
+        try:
+            response = session.request("GET", f"{self.url}/rest/api/2/serverInfo")
+        except requests.RequestException as error:
+            raise self._unreachable(error) from None
+        except JIRAError as error:
+            raise self._translate(error, f"reading serverInfo from {self.url}") from None
+        finally:
+            session.max_retries = saved  # type: ignore[attr-defined]
+        try:
+            info = response.json() if response.content else {}
+        except ValueError:
+            raise TransientJiraError(
+                f"{self.url} (JIRA_URL) answered serverInfo with something that is not JSON: "
+                "is it the base URL of a Jira site?") from None
+        self._server_info = info if isinstance(info, dict) else {}
+        return self._server_info
+
     def _request(self, method: str, path: str, doing: str, **kwargs: Any) -> Any:
         try:
             response = self.session.request(method, f"{self.url}{path}", **kwargs)
@@ -136,7 +205,7 @@ class JiraConnector:
         """``strict``: a Jira that gives no answer at all is an error, not a reason to guess."""
         if self._deployment is None:
             try:
-                info = self._request("GET", "/rest/api/2/serverInfo", "reading serverInfo") or {}
+                info = self.connect()
             except JiraError as error:
                 if strict and getattr(error, "status", None) is None:
                     raise  # unreachable: guessing on would only wait out the same retries again

@@ -1,80 +1,84 @@
-"""The ``leaderleader`` command: every subcommand is registered here (serve, worker, scheduler, demo, db, rules, backfill, simulate)."""
+"""The ``leaderleader`` command: every subcommand is registered here (serve, worker, scheduler, demo, db; rules, backfill and simulate from their modules)."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import click
 
 from service.logs import configure_logging
-from service.runtime import Runtime
-from service.settings import ConfigError, Settings
-
-F = TypeVar("F", bound=Callable[..., Any])
+from service.runtime import Runtime, redis_url, require_rules
+from service.settings import ConfigError, Settings, check_production
 
 
-def user_errors(func: F) -> F:
-    """Turn a user's mistake into one readable line and a non-zero exit, never a traceback."""
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """A user's mistake or an unreachable service as one readable line and exit 1, never a traceback."""
+    import redis
+    from alembic.util.exc import CommandError
+    from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import redis
-        from sqlalchemy.exc import DBAPIError
-
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as error:
-            raise click.ClickException(f"configuration: {error}") from None
-        except DBAPIError as error:
-            # the driver's own first line names host and port, never the password
-            reason = str(error.orig or error).strip().splitlines()[0]
-            raise click.ClickException(f"cannot use the database (DATABASE_URL): {reason}") from None
-        except redis.RedisError as error:
-            raise click.ClickException(f"cannot reach Redis (REDIS_URL): {error}") from None
-        except OSError as error:
-            where = f" {error.filename}" if error.filename else ""
-            raise click.ClickException(f"cannot use{where}: {error.strerror or error}") from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
-
-
-def require_rules(settings: Settings) -> None:
-    """A process that evaluates rules refuses to start without a valid rules file."""
-    from rules.loader import RulesError, load_rules
+    from connector.errors import JiraError
 
     try:
-        load_rules(settings.rules_file)
-    except RulesError as error:
-        problems = [str(p) for p in error.problems]
-        more = (f" (and {len(problems) - 1} more: see leaderleader rules check)"
-                if len(problems) > 1 else "")
-        raise ConfigError(f"RULES_FILE: {problems[0]}{more}") from None
+        yield
+    except ConfigError as error:
+        raise click.ClickException(f"configuration: {error}") from None
+    except DBAPIError as error:
+        # the driver's own first line names host and port, never the password
+        reason = str(error.orig or error).strip().splitlines()[0]
+        raise click.ClickException(f"cannot use the database (DATABASE_URL): {reason}") from None
+    except SQLAlchemyError as error:
+        raise click.ClickException(
+            f"cannot use the database (DATABASE_URL): {type(error).__name__}") from None
+    except CommandError as error:  # a ledger migrated by a newer leaderleader, for one
+        raise click.ClickException(f"the ledger's migrations: {error}") from None
+    except redis.RedisError as error:
+        raise click.ClickException(f"cannot reach Redis (REDIS_URL): {error}") from None
+    except JiraError as error:
+        raise click.ClickException(str(error)) from None
     except OSError as error:
-        raise ConfigError(f"RULES_FILE: cannot read {settings.rules_file} ({error.strerror})") from None
+        where = f" {error.filename}" if error.filename else ""
+        raise click.ClickException(f"cannot use{where}: {error.strerror or error}") from None
 
 
-@click.group()
+class Commands(click.Group):
+    """Every command and sub-command runs inside ``one_line_errors``: none can forget it."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with one_line_errors():
+            return super().invoke(ctx)
+
+
+@click.group(cls=Commands)
 @click.version_option(package_name="leaderleader")
 def main() -> None:
     """leaderleader: move decisions to where the information is."""
 
 
-def _start_worker_process(redis_url: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "REDIS_URL": redis_url}
+def _start_worker_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "leaderleader", "worker"], env=env)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail before starting anything when the address is taken (one line, nothing stopped)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise click.ClickException(
+                f"cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
 @main.command()
@@ -82,44 +86,69 @@ def _start_worker_process(redis_url: str) -> subprocess.Popen[bytes]:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--worker/--no-worker", default=True, show_default=True,
               help="Also run a queue worker in the background.")
-@user_errors
 def serve(host: str, port: int, worker: bool) -> None:
-    """Run the webhook service (and, by default, a worker beside it)."""
-    from werkzeug.serving import run_simple
-
-    from service.runtime import stop_embedded_redis
-    from webhooks.app import create_app
+    """Run the webhook service under gunicorn (and, by default, a worker beside it)."""
+    from service.embedded import EmbeddedRedis
 
     settings = Settings.from_env()
     require_rules(settings)
-    runtime = Runtime.build(settings)
-    runtime.redis.ping()
-    redis_url = settings.redis_url
-    if redis_url is None:  # the embedded Redis: hand its socket to the worker
-        redis_url = "unix://" + runtime.redis.socket_file  # type: ignore[attr-defined]
-    app = create_app(runtime=runtime)
-    mode = "dry-run" if runtime.dry_run() else f"posting to {settings.jira_url}"
-    click.echo(f"leaderleader on http://{host}:{port} ({mode}; rules {settings.rules_file})")
-    # A process manager stops us with SIGTERM: exit through the finally below, so the
-    # worker and the embedded Redis are stopped too, instead of orphaning them.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    check_production(settings)
+    _check_port(host, port)
+    if settings.redis_url is None and settings.production:
+        redis_url(settings)  # production refuses the embedded Redis: says why
+    embedded = EmbeddedRedis.start(settings.home) if settings.redis_url is None else None
+    runtime: Runtime | None = None
     stop = threading.Event()
-    keeper = threading.Thread(target=_keep_worker, args=(redis_url, stop), daemon=True)
-    if worker:
-        keeper.start()
-        threading.Thread(target=_schedule, args=(runtime, stop), daemon=True).start()
+    threads: list[threading.Thread] = []
+    web: subprocess.Popen[bytes] | None = None
     try:
-        run_simple(host, port, app, threaded=True, use_reloader=False)
+        runtime = Runtime.build(settings, connection=embedded.connection if embedded else None)
+        runtime.redis.ping()
+        # The children share this home's Redis and the ledger migrated once, just above.
+        env = {**os.environ, "REDIS_URL": embedded.url if embedded else str(settings.redis_url),
+               "LEADERLEADER_MIGRATE_ON_START": "false"}
+        env.setdefault("WEB_CONCURRENCY", "2")
+        mode = "dry-run" if runtime.dry_run() else f"posting to {settings.jira_url}"
+        click.echo(f"leaderleader on http://{host}:{port} ({mode}; rules {settings.rules_file})")
+        # A process manager stops us with SIGTERM: exit through the finally below, so the
+        # web server, the worker and the embedded Redis are stopped too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config",
+                                "python:service.gunicorn_conf", "--bind", bind,
+                                "webhooks.wsgi:app"], env=env)
+        if worker:
+            threads = [threading.Thread(target=_keep_worker, args=(env, stop), daemon=True),
+                       threading.Thread(target=_schedule, args=(runtime, stop), daemon=True)]
+            for thread in threads:
+                thread.start()
+        code = web.wait()
+        if code != 0:
+            raise click.ClickException(f"the web server stopped (exit status {code})")
     finally:
         stop.set()
-        if worker:
-            keeper.join(timeout=15)
-        stop_embedded_redis(runtime.redis)
+        if web is not None and web.poll() is None:
+            web.terminate()
+            try:
+                web.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                web.kill()
+        for thread in threads:
+            thread.join(timeout=15)
+        if runtime is not None:
+            runtime.engine.dispose()
+        if embedded is not None:
+            embedded.stop()
 
 
 #: seconds between the scheduler's rounds: a killed worker's deliveries are back in the
 #: inbox within a lease (20 s) and a round
 ROUND_EVERY = 15
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
 def _schedule(runtime: Runtime, stop: threading.Event, every: float = ROUND_EVERY) -> None:
@@ -133,24 +162,27 @@ def _schedule(runtime: Runtime, stop: threading.Event, every: float = ROUND_EVER
             logging.getLogger("leaderleader.scheduler").exception("scheduler.round.failed")
 
 
-def _keep_worker(redis_url: str, stop: threading.Event) -> None:
+def _keep_worker(env: dict[str, str], stop: threading.Event) -> None:
     """Run the worker beside the web server, restarting it if it ever exits."""
-    child = _start_worker_process(redis_url)
+    child = _start_worker_process(env)
     while not stop.wait(2):
         if child.poll() is not None:
             click.echo(f"worker exited ({child.returncode}); starting another", err=True)
-            child = _start_worker_process(redis_url)
+            child = _start_worker_process(env)
     child.terminate()
-    child.wait(timeout=10)
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
 
 
 @main.command()
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
-@user_errors
 def worker(burst: bool) -> None:
     """Run a queue worker (jobs: deliveries, comments, reminders)."""
     import time
 
+    import redis
     from rq import SimpleWorker
 
     settings = Settings.from_env()
@@ -159,20 +191,17 @@ def worker(burst: bool) -> None:
     runtime = Runtime.build(settings, migrate=settings.migrate_on_start)
     # rq checks its scheduler child (which moves due retries back into the queue) and its
     # registries only every maintenance interval, 10 minutes by default: after a Redis
-    # outage that killed the child, retries would sit scheduled that long.
-    # rq's worker survives short Redis blips inside its loop, but some of its calls (its
-    # heartbeat, registering itself) end work() with a connection error: start it again,
-    # waiting longer each time (up to a minute), instead of exiting and waiting to be
-    # restarted.
-    import redis
-
+    # outage that killed the child, retries would sit scheduled that long. An idle
+    # worker waits for a job for worker_ttl - 15 s before it looks again: keep that short.
+    # rq rides out short Redis blips inside its loop, but some of its calls (heartbeat,
+    # registration) end work() with a connection error: start it again, waiting longer
+    # each time (up to a minute), instead of exiting.
+    runtime.redis.ping()  # unreachable at the start: a setting to fix, said in one line
     log = logging.getLogger("leaderleader.worker")
     pause = 1.0
     while True:
         try:
             with runtime.activate():
-                # an idle worker waits for a job this long (worker_ttl - 15) before it
-                # looks at its maintenance again: keep that within the maintenance interval
                 SimpleWorker([runtime.queue], connection=runtime.redis,
                              maintenance_interval=settings.worker_maintenance_seconds,
                              worker_ttl=settings.worker_maintenance_seconds + 15).work(
@@ -189,7 +218,6 @@ def worker(burst: bool) -> None:
 @click.option("--every", default=ROUND_EVERY, show_default=True,
               type=click.IntRange(1, 86400), help="Seconds between rounds.")
 @click.option("--once", is_flag=True, help="Run one round and exit (for cron).")
-@user_errors
 def scheduler(every: int, once: bool) -> None:
     """Queue due reminders; re-queue comments left pending and deliveries that failed."""
     import time
@@ -203,6 +231,7 @@ def scheduler(every: int, once: bool) -> None:
     require_rules(settings)
     configure_logging(settings)
     runtime = Runtime.build(settings, migrate=settings.migrate_on_start)
+    runtime.redis.ping()  # unreachable at the start: a setting to fix, said in one line
     if once:
         with runtime.activate():
             click.echo(str(run_round(runtime)))
@@ -227,12 +256,15 @@ def scheduler(every: int, once: bool) -> None:
 
 
 @main.command()
-@user_errors
 def demo() -> None:
-    """Replay bundled sample webhooks through the whole system and show the result (dry-run)."""
+    """Replay bundled sample webhooks through the whole system in a scratch home (dry-run).
+
+    The demo never touches the configured ledger, queue or Redis: it runs on its own
+    SQLite file and embedded Redis in a temporary folder, removed when it ends.
+    """
     from leaderleader.demo import run_demo
 
-    run_demo(Settings.from_env(), click.echo)
+    run_demo(click.echo)
 
 
 @main.group()
@@ -241,7 +273,6 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@user_errors
 def db_upgrade() -> None:
     """Apply the ledger's migrations (also done on every start)."""
     from ledger.db import make_engine, upgrade

@@ -6,8 +6,8 @@ from contextlib import contextmanager
 
 import click
 
-from leaderleader.cli_rules import rules_or_exit, settings_or_exit
 from rules.model import utc_now
+from service.runtime import require_rules
 from service.settings import Settings
 
 
@@ -35,7 +35,7 @@ def backfill(jql: str, since: str | None, page_size: int) -> None:
     from jobs.history import parse_since, since_clause
     from service.runtime import jira_connector
 
-    settings = settings_or_exit()
+    settings = Settings.from_env()
     if not settings.jira_url:
         raise click.ClickException("backfill needs JIRA_URL (and credentials) to read from Jira")
     if since is not None:
@@ -43,11 +43,12 @@ def backfill(jql: str, since: str | None, page_size: int) -> None:
             parse_since(since)
         except ValueError as error:
             raise click.ClickException(str(error)) from None
-    rules = rules_or_exit(settings)
+    rules = require_rules(settings)
     clause = since_clause(since)
     query = f"({jql}) AND {clause}" if clause else jql
     jira = jira_connector(settings)
     counts = None
+    jira.connect()  # a wrong or unreachable JIRA_URL is said now, in one line
     try:
         with _sessions(settings) as sessions:
             issues = jira.search_issues(f"{query} ORDER BY created ASC", page_size=page_size)
@@ -57,6 +58,8 @@ def backfill(jql: str, since: str | None, page_size: int) -> None:
                 for counts in bar:  # noqa: B007 - the last counts are the totals
                     pass
     except JiraError as error:
+        if getattr(error, "status", None) is None:
+            raise  # Jira gave no answer at all: the error says where and why, in one line
         raise click.ClickException(f"Jira refused the backfill: {error}") from None
     if counts is None:
         click.echo("no tickets matched")
@@ -76,14 +79,14 @@ def simulate(since: str | None, show_all: bool) -> None:
     from jobs.history import parse_since
     from jobs.history import simulate as replay
 
-    settings = settings_or_exit()
+    settings = Settings.from_env()
     start = None
     if since is not None:
         try:
             start = utc_now() - parse_since(since)
         except ValueError as error:
             raise click.ClickException(str(error)) from None
-    rules = rules_or_exit(settings)
+    rules = require_rules(settings)
     with _sessions(settings) as sessions, sessions() as session:
         replayed = replay(session, rules, start)
     flagged = [r for r in replayed if r.verdict.flagged]

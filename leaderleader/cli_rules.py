@@ -6,31 +6,30 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
+from sqlalchemy import Engine
 
 from connector.shapes import is_issue_key
 from rules.engine import evaluate
-from rules.loader import RulesError, check_rules, load_rules
+from rules.loader import check_rules
 from rules.model import Rules, Ticket, Verdict
-from service.settings import ConfigError, Settings
-
-#: a Jira issue key (PROJECT-123) or issue id; anything else is refused before it reaches a URL
-
-
-def settings_or_exit() -> Settings:
-    try:
-        return Settings.from_env()
-    except ConfigError as error:
-        raise click.ClickException(f"configuration: {error}") from None
+from service.runtime import require_rules
+from service.settings import Settings
 
 
-def rules_or_exit(settings: Settings) -> Rules:
-    """The rules in ``settings.rules_file``, or one readable error."""
-    try:
-        return load_rules(settings.rules_file)
-    except RulesError as error:
-        raise click.ClickException(f"the rules file is invalid:\n{error}") from None
-    except OSError as error:
-        raise click.ClickException(f"{settings.rules_file}: {error.strerror}") from None
+def ledger_engine(settings: Settings, instead: str = "") -> Engine:
+    """The ledger's engine for reading only: a missing SQLite ledger is said, not created empty."""
+    from sqlalchemy.engine import make_url
+
+    from ledger.db import make_engine
+
+    url = settings.effective_database_url
+    path = make_url(url).database if url.startswith("sqlite") else None
+    if path and path != ":memory:" and not Path(path).exists():
+        raise click.ClickException(
+            f"there is no ledger yet at {path}: set LEADERLEADER_HOME or DATABASE_URL to the "
+            f"service's ledger{instead}"
+        )
+    return make_engine(url)
 
 
 @click.group()
@@ -61,6 +60,8 @@ def check(file: Path, strict: bool, against_ledger: bool) -> None:
         count = len(result.errors) + (len(result.warnings) if strict else 0)
         raise click.ClickException(f"{file}: {count} problem(s); the rules were not accepted")
     assert result.rules is not None
+    # the ledger is read before anything is said, so an unusable one never follows an "ok"
+    missing = _missing_people(result.rules) if against_ledger else []
     summary = (
         f"{file}: ok ({len(result.rules.people)} people, {len(result.rules.levels)} levels, "
         f"{len(result.rules.decisions)} decision rules"
@@ -69,7 +70,6 @@ def check(file: Path, strict: bool, against_ledger: bool) -> None:
         summary += f", {len(result.warnings)} warning(s)"
     click.echo(summary + ")")
     if against_ledger:
-        missing = _missing_people(result.rules)
         for jira_id, episodes in missing:
             click.echo(f"not in {file}: {jira_id} ({episodes} approval wait(s) in the ledger)")
         if not missing:
@@ -79,12 +79,12 @@ def check(file: Path, strict: bool, against_ledger: bool) -> None:
 def _missing_people(current: Rules) -> list[tuple[str, int]]:
     """Jira ids recorded as unmapped in the ledger that this rules file still does not name."""
     from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
 
-    from ledger.db import make_engine, make_sessionmaker
+    from ledger.db import make_sessionmaker
     from ledger.models import ApprovalWait
 
-    settings = settings_or_exit()
-    engine = make_engine(settings.effective_database_url)
+    engine = ledger_engine(Settings.from_env())
     seen: dict[str, int] = {}
     try:
         with make_sessionmaker(engine)() as session:
@@ -97,8 +97,8 @@ def _missing_people(current: Rules) -> list[tuple[str, int]]:
                 for jira_id in unmapped or []:
                     if current.person_by_jira(jira_id) is None:
                         seen[jira_id] = seen.get(jira_id, 0) + 1
-    except Exception as error:  # noqa: BLE001 - an unreachable or empty ledger, said in one line
-        raise click.ClickException(f"cannot read the ledger: {type(error).__name__}") from None
+    except SQLAlchemyError as error:  # unreachable, or a database that was never migrated
+        raise click.ClickException(f"cannot read the ledger ({_reason(error)})") from None
     finally:
         engine.dispose()
     return sorted(seen.items(), key=lambda item: (-item[1], item[0]))
@@ -145,6 +145,7 @@ def _ticket_from_jira(settings: Settings, rules_: Rules, key: str) -> Ticket:
 
     jira = jira_connector(settings)
     try:
+        jira.connect()  # a wrong or unreachable JIRA_URL is said now, in one line
         issue = jira.fetch_issue(key)
     except JiraError as error:
         raise click.ClickException(f"cannot fetch {key} from Jira: {error}") from None
@@ -157,10 +158,10 @@ def _ticket_from_ledger(settings: Settings, key: str) -> Ticket | None:
     from sqlalchemy import select
     from sqlalchemy.exc import SQLAlchemyError
 
-    from ledger.db import make_engine, make_sessionmaker
+    from ledger.db import make_sessionmaker
     from ledger.models import ApprovalWait
 
-    engine = make_engine(settings.effective_database_url)
+    engine = ledger_engine(settings, instead=", or set JIRA_URL to fetch the ticket from Jira")
     try:
         with make_sessionmaker(engine)() as session:
             wait = session.scalar(
@@ -170,13 +171,19 @@ def _ticket_from_ledger(settings: Settings, key: str) -> Ticket | None:
                 .limit(1)
             )
             return Ticket.from_dict(wait.ticket_snapshot) if wait else None
-    except SQLAlchemyError as error:  # no ledger yet, or one that cannot be reached
+    except SQLAlchemyError as error:  # a ledger that cannot be reached or was never migrated
         raise click.ClickException(
-            f"cannot read {key} from the ledger ({type(error).__name__}); "
+            f"cannot read {key} from the ledger ({_reason(error)}); "
             "set JIRA_URL to fetch it from Jira"
         ) from None
     finally:
         engine.dispose()
+
+
+def _reason(error: Exception) -> str:
+    """A database error's first line (the driver's own words: host and port, no password)."""
+    text = str(getattr(error, "orig", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 @rules.command("explain")
@@ -185,13 +192,13 @@ def _ticket_from_ledger(settings: Settings, key: str) -> Ticket | None:
               help="Rules to evaluate with (default: RULES_FILE).")
 def explain(key: str, rules_file: Path | None) -> None:
     """Fetch a ticket, evaluate the rules, print why it is or is not flagged. Posts nothing."""
-    settings = settings_or_exit()
+    settings = Settings.from_env()
     if rules_file is not None:
         settings = replace(settings, rules_file=rules_file)
     given, key = key, key.strip().upper()
     if not (is_issue_key(key) or key.isdigit()):
         raise click.ClickException(f"'{given}' is not an issue key (write it like PAY-123)")
-    current = rules_or_exit(settings)
+    current = require_rules(settings)
     if settings.jira_url:
         ticket = _ticket_from_jira(settings, current, key)
         origin = f"from {settings.jira_url}"

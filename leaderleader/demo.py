@@ -1,25 +1,28 @@
 """``leaderleader demo``: bundled sample webhooks through the real pipeline, in dry-run.
 
-The samples go through the same HTTP endpoint, queue, worker, ledger and rules as
-production deliveries; only the Jira call is replaced by recording the comment.
+The samples go through the same HTTP endpoint, queue, worker, ledger and example rules
+as production deliveries, in a scratch home of their own; only the Jira call is
+replaced by recording the comment.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
+import tempfile
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
+from flask import Flask
 from rq import SimpleWorker
 from sqlalchemy import select
 
 from ledger.models import ApprovalWait, Comment
-from service.runtime import Runtime, stop_embedded_redis
-from service.settings import Settings
+from service.embedded import EmbeddedRedis
+from service.runtime import Runtime
+from service.settings import EXAMPLE_RULES, Settings
 from webhooks.app import create_app
 from webhooks.auth import sign
-from webhooks.extension import app_runtime
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
@@ -28,40 +31,54 @@ def sample_files() -> list[Path]:
     return sorted(SAMPLES.glob("*.json"))
 
 
-def run_demo(settings: Settings, echo: Callable[[str], object]) -> int:
-    """Replay every sample, run the worker until the queue is empty, print what happened."""
-    settings = replace(settings, dry_run_env=True, jira_url=None)
-    app = create_app(settings)
-    client = app.test_client()
-    for path in sample_files():
-        body = path.read_bytes()
-        headers = {"X-Atlassian-Webhook-Identifier": f"demo-{path.stem}"}
-        if settings.webhook_secret:
-            headers["X-Hub-Signature"] = sign(settings.webhook_secret, body)
-        query = f"?token={settings.webhook_token}" if settings.webhook_token else ""
-        response = client.post(
-            "/webhooks/jira" + query, data=body, headers=headers, content_type="application/json"
-        )
-        event = json.loads(body).get("webhookEvent")
-        echo(f"POST /webhooks/jira  {path.name:<58} {response.status_code} ({event})")
-    runtime = app_runtime(app)
-    with runtime.activate():
+def run_demo(echo: Callable[[str], object]) -> int:
+    """Replay every sample in a scratch home, run the worker until the queue is empty, print.
+
+    Nothing configured is read or touched: not ``LEADERLEADER_HOME``, ``DATABASE_URL``,
+    ``REDIS_URL`` or Jira. The scratch home holds its own SQLite ledger and embedded Redis
+    (owned by this process) and is deleted at the end.
+    """
+    with tempfile.TemporaryDirectory(prefix="leaderleader-demo-") as scratch:
+        settings = Settings(home=Path(scratch), rules_file=EXAMPLE_RULES, dry_run_env=True,
+                            webhook_secret=secrets.token_hex(16))
+        embedded = EmbeddedRedis.start(settings.home)
+        runtime: Runtime | None = None
         try:
-            SimpleWorker([runtime.queue], connection=runtime.redis).work(
-                burst=True, logging_level="WARNING"
-            )
-            _report(runtime, settings, echo)
+            runtime = Runtime.build(settings, connection=embedded.connection)
+            app = create_app(runtime=runtime)
+            _replay(app, settings, echo)
+            with runtime.activate():
+                SimpleWorker([runtime.queue], connection=runtime.redis).work(
+                    burst=True, logging_level="WARNING"
+                )
+                _report(runtime, echo)
         finally:
-            stop_embedded_redis(runtime.redis)
+            if runtime is not None:
+                runtime.engine.dispose()
+            embedded.stop()
     return 0
 
 
-def _report(runtime: Runtime, settings: Settings, echo: Callable[[str], object]) -> None:
+def _replay(app: Flask, settings: Settings, echo: Callable[[str], object]) -> None:
+    """POST each sample to the webhook endpoint, signed as Jira signs it."""
+    client = app.test_client()
+    secret = settings.webhook_secret or ""
+    for path in sample_files():
+        body = path.read_bytes()
+        headers = {"X-Atlassian-Webhook-Identifier": f"demo-{path.stem}",
+                   "X-Hub-Signature": sign(secret, body)}
+        response = client.post("/webhooks/jira", data=body, headers=headers,
+                               content_type="application/json")
+        event = json.loads(body).get("webhookEvent")
+        echo(f"POST /webhooks/jira  {path.name:<58} {response.status_code} ({event})")
+
+
+def _report(runtime: Runtime, echo: Callable[[str], object]) -> None:
     """The ledger's waits and the comments that would have been posted."""
     with runtime.sessions() as session:
         waits = session.scalars(select(ApprovalWait).order_by(ApprovalWait.started_at)).all()
         echo("")
-        echo(f"{len(waits)} approval wait(s) in the ledger ({settings.effective_database_url}):")
+        echo(f"{len(waits)} approval wait(s) in the ledger (the demo's own, deleted after):")
         for wait in waits:
             if wait.unmapped:
                 echo(f"  {wait.issue_key:<8} not judged: {', '.join(wait.unmapped)} "

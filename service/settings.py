@@ -58,22 +58,36 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], example: s
 
 
 def _database_url(env: Mapping[str, str]) -> str | None:
+    """PostgreSQL (through psycopg 3, the driver we ship) or SQLite; anything else in one line."""
     raw = (env.get("DATABASE_URL") or "").strip()
     if not raw:
         return None
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+    from sqlalchemy.exc import ArgumentError
 
     try:
         url = make_url(raw)
-        if url.get_backend_name() in ("postgres", "postgresql"):
-            return raw  # the psycopg 3 driver is chosen in effective_database_url
-        url.get_dialect()
-    except (ArgumentError, NoSuchModuleError, ValueError):
+    except (ArgumentError, ValueError):
         raise ConfigError(
             "DATABASE_URL must be a database URL like postgresql://user:password@host/db"
         ) from None
-    return raw
+    backend, _, driver = url.drivername.partition("+")
+    if backend in ("postgres", "postgresql"):
+        if driver not in ("", "psycopg"):
+            raise ConfigError(
+                f"DATABASE_URL names the driver {driver!r}, which leaderleader does not ship: "
+                "write postgresql://user:password@host/db (psycopg 3 is used)"
+            )
+        return raw  # the psycopg 3 driver is chosen in effective_database_url
+    if backend == "sqlite":
+        if driver not in ("", "pysqlite"):
+            raise ConfigError(f"DATABASE_URL names the driver {driver!r}, which leaderleader "
+                              "does not ship: write sqlite:///path/to/ledger.db")
+        return raw
+    raise ConfigError(
+        f"DATABASE_URL: the ledger runs on PostgreSQL or SQLite, not {backend!r}; "
+        "write postgresql://user:password@host/db"
+    )
 
 
 def _intervals(env: Mapping[str, str], name: str) -> tuple[int, ...]:
@@ -188,3 +202,14 @@ class Settings:
             self.report_token,
         ]
         return [v for v in values if v]
+
+
+def check_production(settings: Settings) -> None:
+    """Production refuses to run open to the world unless told it is insecure on purpose."""
+    if not settings.production or settings.allow_insecure:
+        return
+    if not (settings.webhook_secret or settings.webhook_token):
+        raise ConfigError(
+            "production mode needs JIRA_WEBHOOK_SECRET or JIRA_WEBHOOK_TOKEN "
+            "(or LEADERLEADER_ALLOW_INSECURE=true)"
+        )

@@ -23,7 +23,8 @@ from sqlalchemy import text
 
 from ledger.db import make_engine, upgrade
 from ledger.models import Base
-from service.runtime import Runtime, current_runtime, embedded_redis, stop_embedded_redis
+from service.embedded import embedded_redis, stop_embedded_redis
+from service.runtime import Runtime, current_runtime
 from service.settings import EXAMPLE_RULES, Settings
 from tests.fakejira import FakeJira
 from webhooks.app import create_app

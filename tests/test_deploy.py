@@ -6,9 +6,12 @@ import importlib
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +19,7 @@ import yaml
 from click.testing import CliRunner
 
 from leaderleader.cli import main
-from service.settings import ConfigError, Settings
-from webhooks.app import check_production
+from service.settings import ConfigError, Settings, check_production
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,26 +63,68 @@ def test_every_app_command_resolves_to_something_the_package_provides(name):
         assert importlib.util.find_spec(module) is not None
 
 
+def _read_by(path: str, pattern: str) -> set[str]:
+    return {a if isinstance(a, str) else next(x for x in a if x)
+            for a in re.findall(pattern, (ROOT / path).read_text())}
+
+
+SETTINGS_NAMES = _read_by("service/settings.py",
+                          r'env(?:\.get)?\(\s*"([A-Z_]+)"|_(?:flag|int|intervals|url)\(env, "([A-Z_]+)"')
+GUNICORN_NAMES = _read_by("service/gunicorn_conf.py", r'os\.environ\.get\("([A-Z_]+)"')
+COMPOSE_NAMES = _read_by("docker-compose.yml", r"\$\{([A-Z_]+)")
+
+
 def test_environment_names_in_compose_and_example_are_the_ones_the_code_reads():
-    read = set(re.findall(r'env(?:\.get)?\(\s*"([A-Z_]+)"|_(?:flag|int|intervals|url)\(env, "([A-Z_]+)"',
-                          (ROOT / "service" / "settings.py").read_text()))
-    names = {a or b for a, b in read}
+    assert {"GUNICORN_BIND", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "WEB_CONCURRENCY"} == GUNICORN_NAMES
+    assert {"RULES_DIR", "RULES_FILENAME", "WEB_PORT", "DRY_RUN"} <= COMPOSE_NAMES
     compose_env = set(compose()["x-app"]["environment"])
     example = {
         line.lstrip("# ").split("=", 1)[0]
         for line in (ROOT / ".env.example").read_text().splitlines()
         if "=" in line and line.lstrip("# ")[:1].isupper()
     }
-    only_for_compose = {"POSTGRES_PASSWORD", "RULES_DIR", "RULES_FILENAME", "WEB_CONCURRENCY",
-                        "WEB_PORT"}
-    assert compose_env - names == set()
-    assert example - names - only_for_compose == set()
-    # and every one of them is in the README's configuration table
+    assert compose_env - SETTINGS_NAMES == set()
+    assert example - SETTINGS_NAMES - GUNICORN_NAMES - COMPOSE_NAMES == set()
+    # and every variable the service reads is in the README's configuration table
     section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ")[0]
     documented = set(re.findall(r"`([A-Z_]+)`", "\n".join(
         line.split("|")[1] for line in section.splitlines() if line.startswith("| `"))))
-    assert names - documented == set()
-    assert {"LEADERLEADER_QUEUE", "LEADERLEADER_COMMENT_LOCK_SECONDS"} <= names
+    assert SETTINGS_NAMES - documented == set()
+    assert {"LEADERLEADER_QUEUE", "LEADERLEADER_COMMENT_LOCK_SECONDS"} <= SETTINGS_NAMES
+
+
+def test_every_variable_the_deployment_reads_is_documented_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    names = GUNICORN_NAMES | COMPOSE_NAMES | set(compose()["x-app"]["environment"])
+    assert sorted(n for n in names if f"`{n}`" not in readme) == []
+
+
+def test_compose_posts_nothing_until_the_operator_turns_dry_run_off():
+    assert compose()["x-app"]["environment"]["DRY_RUN"] == "${DRY_RUN:-true}"
+    assert "DRY_RUN=true" in (ROOT / ".env.example").read_text().splitlines()
+
+
+def test_the_image_holds_every_package_of_the_project():
+    packages = re.search(r'include = \[([^\]]*)\]', (ROOT / "pyproject.toml").read_text())
+    assert packages is not None
+    copied = set(re.findall(r"^COPY (\w+) ", (ROOT / "Dockerfile").read_text(), re.M))
+    assert {p.strip(' "*') for p in packages.group(1).split(",")} <= copied
+
+
+def test_make_test_names_what_to_install_when_no_browser_can_be_had(tmp_path):
+    """Without Chromium, and without root and apt-get to install it, make test stops and says so."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("sh", "id"):  # no chromium, no apt-get
+        (bare / tool).symlink_to(shutil.which(tool) or f"/bin/{tool}")
+    make = shutil.which("make")
+    assert make is not None, "make is needed for the README's commands"
+    done = subprocess.run([make, "-s", "browser"], cwd=ROOT, capture_output=True, text=True,
+                          env={"PATH": str(bare)}, timeout=30)
+    assert done.returncode != 0
+    assert done.stderr.splitlines()[0] == (
+        "make test needs Chromium for the report's browser test: install the chromium package "
+        "(or Google Chrome), or set CHROMIUM=/path/to/chrome")
 
 
 def test_production_refuses_to_start_without_webhook_authentication():
@@ -124,14 +168,55 @@ def _run_cli(tmp_path: Path, env: dict[str, str], *words: str) -> subprocess.Com
      "missing-rules.yaml"),
     ({"JIRA_URL": "acme.atlassian.net"}, ("db", "upgrade"), "JIRA_URL"),
     ({"LEADERLEADER_MAX_BODY_BYTES": "-5"}, ("db", "upgrade"), "LEADERLEADER_MAX_BODY_BYTES"),
+    # a driver we do not ship is said, not a ModuleNotFoundError
+    ({"DATABASE_URL": "postgresql+psycopg2://ll:pw-zz9@db/x"}, ("db", "upgrade"),
+     "DATABASE_URL names the driver 'psycopg2', which leaderleader does not ship"),
+    ({"DATABASE_URL": "mysql://ll:pw-zz9@db/x"}, ("simulate",),
+     "DATABASE_URL: the ledger runs on PostgreSQL or SQLite, not 'mysql'"),
+    # backfill and simulate go through the same error path as every other command
+    ({"DATABASE_URL": "postgresql://ll:pw-zz9@127.0.0.1:1/x"}, ("simulate",),
+     "cannot use the database (DATABASE_URL)"),
+    ({"RULES_FILE": "missing-rules.yaml"}, ("simulate",), "missing-rules.yaml"),
+    ({"RULES_FILE": "missing-rules.yaml", "JIRA_URL": "http://127.0.0.1:1"},
+     ("backfill", "--jql", "project = PAY"), "missing-rules.yaml"),
+    ({"RULES_FILE": "missing-rules.yaml"}, ("rules", "explain", "PAY-1"), "missing-rules.yaml"),
+    # no private embedded Redis outside serve and demo
+    ({}, ("worker", "--burst"), "REDIS_URL is not set"),
+    ({}, ("scheduler", "--once"), "REDIS_URL is not set"),
+    ({"LEADERLEADER_PRODUCTION": "true", "JIRA_WEBHOOK_SECRET": "s3cret-value"},
+     ("serve", "--port", "{port}"), "production mode needs REDIS_URL"),
 ])
 def test_cli_mistakes_end_in_one_line_not_a_traceback(tmp_path, env, words, says):
     result = _run_cli(tmp_path, env, *words)
-    assert result.returncode != 0
+    assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
     assert says in lines[0]
     assert "pw-zz9" not in result.stderr
+
+
+@pytest.mark.parametrize(("url", "cause"), [
+    ("http://127.0.0.1:1", "connection refused"),
+    ("http://no-such-host.invalid", "DNS cannot resolve no-such-host.invalid"),
+    ("https://{tls}", "TLS failed"),
+])
+@pytest.mark.parametrize("words", [("backfill", "--jql", "project = PAY"),
+                                   ("rules", "explain", "PAY-1")])
+def test_a_wrong_or_unreachable_jira_url_is_named_with_its_cause_within_seconds(
+        tmp_path, url, cause, words):
+    with socket.create_server(("127.0.0.1", 0)) as plain:  # speaks no TLS: closes the handshake
+        url = url.replace("{tls}", f"127.0.0.1:{plain.getsockname()[1]}")
+        threading.Thread(target=lambda: plain.accept()[0].close(), daemon=True).start()
+        started = time.monotonic()
+        result = _run_cli(tmp_path, {"JIRA_URL": url, "JIRA_USER": "bot@acme.example",
+                                     "JIRA_API_TOKEN": "t0ken-zz9"}, *words)
+        elapsed = time.monotonic() - started
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert f"cannot reach Jira at {url} (JIRA_URL): {cause}" in line
+    assert "refused the backfill" not in line
+    assert "t0ken-zz9" not in result.stderr
+    assert elapsed < 10
 
 
 def test_demo_replays_the_samples_and_prints_the_comment(tmp_path):

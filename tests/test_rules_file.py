@@ -108,7 +108,9 @@ def test_the_good_file_and_the_bundled_example_load_cleanly():
          "rules.yaml:10: waiting_for_approval: name the statuses that mean 'waiting for approval', "
          "or an approver_field, or both"),
         ("  tolerance: 0", "  tolerance: 0\n   bad: indent",
-         "rules.yaml:21: YAML: mapping values are not allowed here"),
+         "rules.yaml:21: YAML indentation: 'bad' is indented 3 spaces, deeper than 'tolerance' "
+         "on line 20 (2 spaces), which already has its value: indent it like its siblings, "
+         "or give line 20 no value"),
     ],
 )
 def test_each_problem_is_reported_with_its_line(old, new, expected):
@@ -200,6 +202,18 @@ def test_rules_check_against_the_ledger_lists_missing_people(make_app, database_
                      "name: Sam, level: manager, reports_to: dana}\n", 1))
     result = CliRunner().invoke(main, ["rules", "check", str(fixed), "--against-ledger"], env=env)
     assert "everyone the ledger has seen is in the file" in result.output
+
+
+def test_rules_check_against_the_ledger_of_a_fresh_home_says_so_before_any_ok(tmp_path):
+    home = tmp_path / "home"
+    result = CliRunner().invoke(main, ["rules", "check", str(EXAMPLE_RULES), "--against-ledger"],
+                                env={"LEADERLEADER_HOME": str(home), "DATABASE_URL": ""})
+    assert result.exit_code == 1
+    ledger = (home / "leaderleader.db").resolve()
+    assert result.output.strip() == (
+        f"Error: there is no ledger yet at {ledger}: set LEADERLEADER_HOME or DATABASE_URL to "
+        "the service's ledger")
+    assert not home.exists()  # no empty database left behind
 
 
 # -- odd files, odd values, odd keys -------------------------------------------------------
@@ -296,9 +310,37 @@ def test_yaml_errors_say_where_the_construct_began_and_about_tabs():
         "that starts on line 2)"
     ]
     assert problems(edit("  tolerance: 0", "\ttolerance: 0")) == [
-        "rules.yaml:20: YAML: found character '\\t' that cannot start any token "
-        "(indent with spaces: YAML does not allow tabs)"
+        "rules.yaml:20: YAML indentation: a tab character; YAML indents with spaces only"
     ]
+
+
+EXAMPLE_TEXT = EXAMPLE_RULES.read_text()
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    # a key one space deeper than its sibling, which already has a value
+    ("  approver_field: customfield_10050", "   approver_field: customfield_10050",
+     "rules.yaml:30: YAML indentation: 'approver_field' is indented 3 spaces, deeper than "
+     "'statuses' on line 29 (2 spaces), which already has its value: indent it like its "
+     "siblings, or give line 29 no value"),
+    # a key coming back out to a column no level starts at (PyYAML blames the next line)
+    ("    decided_at: tech_lead\n  - name: Spend under 5k",
+     "   decided_at: tech_lead\n  - name: Spend under 5k",
+     "rules.yaml:46: YAML indentation: 'decided_at' is indented 3 spaces, which lines up with "
+     "no level above it (those start at 0, 2 spaces): line it up with its siblings"),
+    # a list item one space off
+    ("  - name: Spend under 5k", "   - name: Spend under 5k",
+     "rules.yaml:47: YAML indentation: 'name' is indented 3 spaces, which lines up with no "
+     "level above it (those start at 0, 2 spaces): line it up with its siblings"),
+    # a forgotten colon (PyYAML blames the line after it)
+    ("  tolerance: 0 ", "  tolerance 0 ",
+     "rules.yaml:57: YAML indentation: 'tolerance 0' is not 'key: value' like the lines beside "
+     "it: is a ':' (followed by a space) missing?"),
+])
+def test_yaml_indentation_mistakes_are_said_plainly_on_the_right_line(old, new, expected):
+    assert old in EXAMPLE_TEXT
+    result = check_rules_text(EXAMPLE_TEXT.replace(old, new, 1), "rules.yaml")
+    assert [str(p) for p in result.errors] == [expected]
 
 
 def test_the_intent_template_cannot_use_the_intent_itself():
@@ -386,6 +428,7 @@ def test_rules_explain_without_jira_or_a_ledger_says_so(tmp_path):
     result = CliRunner().invoke(main, ["rules", "explain", "PAY-1"], env=env)
     assert result.exit_code == 1
     assert result.output.strip() == (
-        "Error: cannot read PAY-1 from the ledger (OperationalError); set JIRA_URL to fetch it "
-        "from Jira"
+        f"Error: there is no ledger yet at {tmp_path / 'empty.db'}: set LEADERLEADER_HOME or "
+        "DATABASE_URL to the service's ledger, or set JIRA_URL to fetch the ticket from Jira"
     )
+    assert not (tmp_path / "empty.db").exists()

@@ -10,21 +10,10 @@ from werkzeug.exceptions import HTTPException
 
 from service.logs import configure_logging
 from service.runtime import Runtime
-from service.settings import ConfigError, Settings
+from service.settings import Settings, check_production
 from webhooks.extension import install
 
 log = logging.getLogger("leaderleader.web")
-
-
-def check_production(settings: Settings) -> None:
-    """Production refuses to run open to the world unless told it is insecure on purpose."""
-    if not settings.production or settings.allow_insecure:
-        return
-    if not (settings.webhook_secret or settings.webhook_token):
-        raise ConfigError(
-            "production mode needs JIRA_WEBHOOK_SECRET or JIRA_WEBHOOK_TOKEN "
-            "(or LEADERLEADER_ALLOW_INSECURE=true)"
-        )
 
 
 def create_app(

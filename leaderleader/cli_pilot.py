@@ -7,6 +7,7 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +16,9 @@ from leaderleader.cli_history import _sessions
 from leaderleader.cli_rules import settings_or_exit
 from ledger.activity import STATES
 from rules.model import utc_now
+
+if TYPE_CHECKING:
+    from connector.client import JiraConnector
 
 
 def parse_when(option: str, value: str) -> datetime:
@@ -77,3 +81,126 @@ def comments(since: str | None, state: str | None, key: str | None, limit: int |
     counts = {s: sum(1 for r in rows if r.state == s) for s in STATES}
     described = ", ".join(f"{n} {s.replace('_', '-')}" for s, n in counts.items() if n)
     click.echo(f"{len(rows)} comment(s)" + (f": {described}" if described else ""))
+
+
+def _jira_or_exit(command: str) -> JiraConnector:
+    from service.runtime import jira_connector
+
+    settings = settings_or_exit()
+    if not settings.jira_url:
+        raise click.ClickException(f"{command} needs JIRA_URL (and credentials) to read from Jira")
+    return jira_connector(settings)
+
+
+def _write(out: Path | None, text: str, force: bool) -> None:
+    """To ``out`` (never over an existing file without --force), or to stdout."""
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with out.open("w" if force else "x", encoding="utf-8") as handle:
+            handle.write(text)
+    except FileExistsError:
+        raise click.ClickException(f"{out} already exists; pass --force to overwrite it") from None
+
+
+def _refuse_existing(out: Path | None, force: bool) -> None:
+    """Refuse before reading Jira, not after: an existing --out file is kept unless --force."""
+    if out is not None and out.exists() and not force:
+        raise click.ClickException(f"{out} already exists; pass --force to overwrite it")
+
+
+@click.command("init")
+@click.option("--jql", required=True, help='Which tickets to learn from, e.g. "project = PAY".')
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the draft here (default: print it).")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@click.option("--max-tickets", default=500, show_default=True, type=click.IntRange(1, 100_000),
+              help="Read at most this many tickets.")
+@user_errors
+def rules_init(jql: str, out: Path | None, force: bool, max_tickets: int) -> None:
+    """Draft a commented rules file from Jira: people, approval statuses, approver fields, teams."""
+    from connector.errors import JiraError
+    from connector.survey import survey
+    from rules.draft import PLACEHOLDER, draft_rules
+
+    _refuse_existing(out, force)
+    jira = _jira_or_exit("rules init")
+    try:
+        found = survey(jira, jql, max_tickets=max_tickets)
+    except JiraError as error:
+        raise click.ClickException(f"cannot read Jira: {error}") from None
+    _write(out, draft_rules(found, today=utc_now().date().isoformat()), force)
+    where = str(out) if out else "the draft"
+    click.echo(
+        f"{where}: {len(found.users)} people and {len(found.projects) + len(found.components)} "
+        f"candidate team(s) from {found.tickets} ticket(s), {len(found.approval_statuses)} "
+        f"approval status(es), {len(found.approver_fields)} approver field(s). Replace every "
+        f"'level: {PLACEHOLDER}', then run: leaderleader rules check {out or 'FILE'}",
+        err=True,
+    )
+
+
+@click.command("import-people")
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--levels", "level_specs", multiple=True, metavar="TITLE=LEVEL,…",
+              help="Map job titles to levels, e.g. 'Engineer=engineer,Engineering Manager=manager'.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the people section here (default: print it).")
+@click.option("--force", is_flag=True, help="Overwrite --out if it exists.")
+@user_errors
+def import_people(csv_file: Path, level_specs: tuple[str, ...], out: Path | None,
+                  force: bool) -> None:
+    """Turn an HR export (email, name, title, manager_email) into the rules file's people.
+
+    Each email is resolved to a Jira id (Cloud: accountId; Server/Data Center: username).
+    Rows that cannot be resolved are listed on stderr and left out; the exit status is
+    non-zero only when nobody could be resolved.
+    """
+    from connector.errors import JiraError
+    from connector.survey import resolve_email
+    from rules.draft import PLACEHOLDER, people_section
+    from rules.people_import import CsvProblem, parse_levels, people_from_hr, read_hr_csv
+
+    _refuse_existing(out, force)
+    try:
+        levels = parse_levels(level_specs)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    if not csv_file.exists():
+        raise click.ClickException(f"{csv_file}: no such file")
+    try:
+        rows = read_hr_csv(csv_file.read_bytes(), str(csv_file))
+    except CsvProblem as error:
+        raise click.ClickException(str(error)) from None
+    if not rows:
+        raise click.ClickException(f"{csv_file}:2: no people in the file (only a header)")
+    jira = _jira_or_exit("import-people")
+    resolved: dict[str, str] = {}
+    missing = 0
+    try:
+        for row in rows:
+            jira_id, why = resolve_email(jira, row.email)
+            if jira_id is None:
+                missing += 1
+                click.echo(f"{csv_file}:{row.line}: {row.email}: {why}", err=True)
+            else:
+                resolved[row.email] = jira_id
+    except JiraError as error:
+        raise click.ClickException(f"cannot search Jira's users: {error}") from None
+    if not resolved:
+        raise click.ClickException(
+            f"{csv_file}: none of the {len(rows)} people could be found in Jira")
+    people = people_from_hr(rows, resolved, levels)
+    header = [f"people from {csv_file.name}, Jira ids from {jira.url} "
+              f"({'accountIds' if jira.deployment == 'cloud' else 'usernames'})"]
+    if missing:
+        header.append(f"{missing} row(s) could not be resolved and are left out")
+    _write(out, people_section(people, header), force)
+    todo = sum(1 for p in people if p.level == PLACEHOLDER)
+    summary = f"resolved {len(resolved)} of {len(rows)} people"
+    if missing:
+        summary += f"; {missing} not found in Jira (listed above)"
+    if todo:
+        summary += f"; {todo} without a level (title not in --levels): 'level: {PLACEHOLDER}'"
+    click.echo(summary, err=True)

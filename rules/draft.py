@@ -177,8 +177,7 @@ def draft_rules(survey: Survey, *, today: str) -> str:
                     note=", ".join(f"{role} {n}" for role, n in sorted(u.roles.items())))
         for u in seen
     ]
-    kind = "Jira Cloud: accountIds" if survey.deployment == "cloud" else \
-        "Jira Server/Data Center: usernames"
+    kind = "Cloud accountIds" if survey.deployment == "cloud" else "Server/Data Center usernames"
     out = [
         "# leaderleader rules: a DRAFT written by `leaderleader rules init` on " + today,
         f"# from {survey.tickets} ticket(s) matching: {survey.jql}",

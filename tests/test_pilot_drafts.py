@@ -286,3 +286,15 @@ def test_handles_are_first_names_unless_shared(tmp_path: Path):
                             ("6", "Bob Li", "")])
     assert handles == {"1": "zoe_angstrom", "2": "zoe_brown", "3": "bob_li", "4": "no_name",
                        "5": "yes_", "6": "bob_li_2"}
+
+
+def test_import_people_stops_in_one_line_when_jira_refuses_the_search(tmp_path):
+    hr = tmp_path / "hr.csv"
+    hr.write_text("email,name,title,manager_email\nb@acme.example,B,E,\n")
+    with FakeJira(deployment="Server", token="right-pat") as fake:
+        result = CliRunner().invoke(main, ["rules", "import-people", str(hr)],
+                                    env=_env(fake, JIRA_PAT="wrong-pat"))
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "Error: cannot search Jira's users: searching users for 'b@acme.example': Jira answered "
+        "401 (You are not authenticated. Authentication required to perform this operation.)")

@@ -71,7 +71,7 @@ def survey(jira: JiraConnector, jql: str, *, max_tickets: int = 500) -> Survey:
     projects: Counter[str] = Counter()
     components: Counter[str] = Counter()
     tickets = 0
-    for issue in jira.search_issues(jql):
+    for issue in jira.search_issues(jql, page_size=min(100, max_tickets)):
         if tickets >= max_tickets:
             break
         tickets += 1

@@ -59,24 +59,24 @@ def _safe_key(word: str) -> str:
 
 def make_handles(people: Sequence[tuple[str, str, str]]) -> dict[str, str]:
     """Handles for ``(key, name, email)``: the first name when nobody else shares it, else
-    the full name, else numbered; from the email's local part when there is no name."""
+    the full name, else numbered; from the email's local part (or the key) without a name."""
 
-    def full(name: str, email: str) -> str:
-        return _safe_key(slug(name) or slug(email.partition("@")[0]))
+    def full(key: str, name: str, email: str) -> str:
+        return _safe_key(slug(name) or slug(email.partition("@")[0]) or slug(key))
 
-    def first(name: str, email: str) -> str:
+    def first(key: str, name: str, email: str) -> str:
         words = slug(name).split("_")
-        return _safe_key(words[0]) if words[0] else full(name, email)
+        return _safe_key(words[0]) if words[0] else full(key, name, email)
 
     firsts: dict[str, int] = {}
-    for _, name, email in people:
-        firsts[first(name, email)] = firsts.get(first(name, email), 0) + 1
+    for person in people:
+        firsts[first(*person)] = firsts.get(first(*person), 0) + 1
     handles: dict[str, str] = {}
     taken: set[str] = set()
     for key, name, email in people:
-        handle = first(name, email)
+        handle = first(key, name, email)
         if firsts[handle] > 1:
-            handle = full(name, email)
+            handle = full(key, name, email)
         base, n = handle, 2
         while handle in taken:
             handle, n = f"{base}_{n}", n + 1

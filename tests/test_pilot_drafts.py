@@ -283,9 +283,9 @@ def test_handles_are_first_names_unless_shared(tmp_path: Path):
 
     handles = make_handles([("1", "Zoë Ångström", ""), ("2", "Zoe Brown", ""), ("3", "Bob Li", ""),
                             ("4", "", "no.name@acme.example"), ("5", "Yes Man", ""),
-                            ("6", "Bob Li", "")])
+                            ("6", "Bob Li", ""), ("JIRAUSER10100", "", "")])
     assert handles == {"1": "zoe_angstrom", "2": "zoe_brown", "3": "bob_li", "4": "no_name",
-                       "5": "yes_", "6": "bob_li_2"}
+                       "5": "yes_", "6": "bob_li_2", "JIRAUSER10100": "jirauser10100"}
 
 
 def test_import_people_stops_in_one_line_when_jira_refuses_the_search(tmp_path):
@@ -298,3 +298,14 @@ def test_import_people_stops_in_one_line_when_jira_refuses_the_search(tmp_path):
     assert result.output.strip() == (
         "Error: cannot search Jira's users: searching users for 'b@acme.example': Jira answered "
         "401 (You are not authenticated. Authentication required to perform this operation.)")
+
+
+def test_rules_init_reads_at_most_max_tickets(fake_jira):
+    _seed(fake_jira)
+    result = CliRunner().invoke(main, ["rules", "init", "--jql", "project = PAY", "--max-tickets", "1"],
+                                env=_env(fake_jira))
+    assert result.exit_code == 0, result.output
+    assert "from 1 ticket(s)" in result.stderr
+    assert set(yaml.safe_load(result.stdout)["people"]) == {"bob", "dana", "zoe"}  # PAY-1 only
+    zoe = next(line for line in result.stdout.splitlines() if line.startswith("  zoe:"))
+    assert zoe.endswith("# commenter 1")  # her report, PAY-2, was not read

@@ -105,9 +105,12 @@ def _write(out: Path | None, text: str, force: bool) -> None:
 
 
 def _refuse_existing(out: Path | None, force: bool) -> None:
-    """Refuse before reading Jira, not after: an existing --out file is kept unless --force."""
+    """Refuse before reading Jira, not after: an existing --out file is kept unless --force,
+    and a folder that does not exist is said at once."""
     if out is not None and out.exists() and not force:
         raise click.ClickException(f"{out} already exists; pass --force to overwrite it")
+    if out is not None and not out.parent.is_dir():
+        raise click.ClickException(f"cannot write {out}: there is no folder {out.parent}")
 
 
 @click.command("init")

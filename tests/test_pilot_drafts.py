@@ -309,3 +309,16 @@ def test_rules_init_reads_at_most_max_tickets(fake_jira):
     assert set(yaml.safe_load(result.stdout)["people"]) == {"bob", "dana", "zoe"}  # PAY-1 only
     zoe = next(line for line in result.stdout.splitlines() if line.startswith("  zoe:"))
     assert zoe.endswith("# commenter 1")  # her report, PAY-2, was not read
+
+
+@pytest.mark.parametrize("command", [["rules", "init", "--jql", "project = PAY"],
+                                     ["rules", "import-people", "hr.csv"]])
+def test_out_in_a_missing_folder_ends_in_one_line_before_asking_jira(command, fake_jira, tmp_path,
+                                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("hr.csv").write_text("email,name,title,manager_email\nb@acme.example,B,E,\n")
+    out = tmp_path / "nowhere" / "rules.yaml"
+    result = CliRunner().invoke(main, [*command, "--out", str(out)], env=_env(fake_jira))
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: cannot write {out}: there is no folder {out.parent}"
+    assert fake_jira.requests == []

@@ -359,3 +359,26 @@ class JiraConnector:
             start += len(issues)
             if not issues or start >= int(page.get("total") or 0):
                 return
+
+    # -- users, fields and statuses (drafting a rules file) ---------------------------
+    def find_users(self, text: str, *, limit: int = 20) -> list[dict[str, Any]]:
+        """Users matching an email address or a name.
+
+        Cloud: ``user/search?query=`` (matches display name and email address, where the
+        user lets it be seen). Server/Data Center: ``user/search?username=`` (matches
+        username, name and email address).
+        """
+        name = "query" if self._detect_deployment(strict=True) == "cloud" else "username"
+        found = self._request("GET", "/rest/api/2/user/search", f"searching users for {text!r}",
+                              params={name: text, "maxResults": limit})
+        return [u for u in found if isinstance(u, dict)] if isinstance(found, list) else []
+
+    def fields(self) -> list[dict[str, Any]]:
+        """Every field Jira knows, system and custom, with its schema (``GET /field``)."""
+        found = self._request("GET", "/rest/api/2/field", "listing fields")
+        return [f for f in found if isinstance(f, dict)] if isinstance(found, list) else []
+
+    def statuses(self) -> list[dict[str, Any]]:
+        """Every workflow status (``GET /status``)."""
+        found = self._request("GET", "/rest/api/2/status", "listing statuses")
+        return [s for s in found if isinstance(s, dict)] if isinstance(found, list) else []

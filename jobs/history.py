@@ -166,17 +166,36 @@ class Replayed:
     started_at: datetime
     was_flagged: bool
     verdict: Verdict
+    #: the verdict of a candidate rules file, when one is compared with the current rules
+    candidate: Verdict | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Would the candidate say something different here: flag or not, or, both flagging,
+        name another decider or rule in the comment?"""
+        if self.candidate is None:
+            return False
+        now, then = self.verdict, self.candidate
+        if now.flagged != then.flagged:
+            return True
+        return now.flagged and (now.decider, now.rule) != (then.decider, then.rule)
 
 
-def simulate(session: Session, rules: Rules, since: datetime | None = None) -> list[Replayed]:
-    """Run the current rules over every recorded wait (no Jira, no posting)."""
-    query = select(ApprovalWait).order_by(ApprovalWait.started_at)
+def simulate(session: Session, rules: Rules, since: datetime | None = None,
+             candidate: Rules | None = None) -> list[Replayed]:
+    """Run the current rules (and a candidate's, if given) over every recorded wait.
+
+    No Jira, no posting: each wait's stored ticket snapshot is evaluated again.
+    """
+    query = select(ApprovalWait).order_by(ApprovalWait.started_at, ApprovalWait.id)
     if since is not None:
         query = query.where(ApprovalWait.started_at >= since)
     replayed = []
     for wait in session.scalars(query):
         if not wait.ticket_snapshot:
             continue
-        verdict = evaluate(rules, Ticket.from_dict(wait.ticket_snapshot))
-        replayed.append(Replayed(wait.issue_key, wait.started_at, wait.flagged, verdict))
+        ticket = Ticket.from_dict(wait.ticket_snapshot)
+        verdict = evaluate(rules, ticket)
+        other = evaluate(candidate, ticket) if candidate is not None else None
+        replayed.append(Replayed(wait.issue_key, wait.started_at, wait.flagged, verdict, other))
     return replayed

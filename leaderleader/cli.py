@@ -287,11 +287,15 @@ def db_upgrade() -> None:
 
 
 from leaderleader.cli_history import backfill, simulate  # noqa: E402
+from leaderleader.cli_pilot import comments, import_people, rules_init  # noqa: E402
 from leaderleader.cli_rules import rules  # noqa: E402
 
+rules.add_command(rules_init)
+rules.add_command(import_people)
 main.add_command(rules)
 main.add_command(backfill)
 main.add_command(simulate)
+main.add_command(comments)
 
 
 if __name__ == "__main__":

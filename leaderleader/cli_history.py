@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from rules.model import utc_now
+from rules.model import Rules, Verdict, utc_now
 from service.runtime import require_rules
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from jobs.history import Replayed
 
 
 @contextmanager
@@ -74,8 +79,13 @@ def backfill(jql: str, since: str | None, page_size: int) -> None:
 @click.command()
 @click.option("--since", default=None, help="Only waits that began in this window: 90d, 12w, 36h.")
 @click.option("--all", "show_all", is_flag=True, help="List every wait, not only the flagged.")
-def simulate(since: str | None, show_all: bool) -> None:
-    """Run the current rules over the ledger's history: what would have been flagged."""
+@click.option("--rules", "candidate_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="A candidate rules file: compare its verdicts with the current rules'.")
+def simulate(since: str | None, show_all: bool, candidate_file: Path | None) -> None:
+    """Run the current rules over the ledger's history: what would have been flagged.
+
+    With --rules CANDIDATE.yaml: how that edit would change the verdicts, before it is merged.
+    """
     from jobs.history import parse_since
     from jobs.history import simulate as replay
 
@@ -87,8 +97,12 @@ def simulate(since: str | None, show_all: bool) -> None:
         except ValueError as error:
             raise click.ClickException(str(error)) from None
     rules = require_rules(settings)
+    candidate = _candidate_or_exit(candidate_file) if candidate_file is not None else None
     with _sessions(settings) as sessions, sessions() as session:
-        replayed = replay(session, rules, start)
+        replayed = replay(session, rules, start, candidate)
+    if candidate is not None:
+        _compare(replayed, candidate_file)
+        return
     flagged = [r for r in replayed if r.verdict.flagged]
     changed = sum(1 for r in replayed if r.verdict.flagged != r.was_flagged)
     for r in replayed if show_all else flagged:
@@ -102,3 +116,40 @@ def simulate(since: str | None, show_all: bool) -> None:
         f"{len(replayed)} wait(s): {len(flagged)} would be flagged by these rules; "
         f"{changed} verdict(s) differ from when they were recorded"
     )
+
+
+def _candidate_or_exit(path: Path) -> Rules:
+    """The candidate rules, or its problems (FILE:LINE: message) and one closing line."""
+    from rules.loader import check_rules
+
+    if not path.exists():
+        raise click.ClickException(f"{path}: no such file")
+    try:
+        result = check_rules(path)
+    except OSError as error:
+        raise click.ClickException(f"{path}: cannot read the file ({error.strerror})") from None
+    for problem in result.errors:
+        click.echo(str(problem), err=True)
+    if result.rules is None:
+        raise click.ClickException(
+            f"{path}: {len(result.errors)} problem(s); the candidate rules were not accepted")
+    return result.rules
+
+
+def _compare(replayed: list[Replayed], candidate_file: Path | None) -> None:
+    """The tickets whose verdict the candidate changes, then the summary."""
+
+    def said(verdict: Verdict) -> str:
+        if not verdict.flagged:
+            return "not flagged"
+        return f"flagged (rule {verdict.rule!r}, suggested {verdict.decider or '-'})"
+
+    changed = [r for r in replayed if r.changed]
+    for r in changed:
+        assert r.candidate is not None
+        click.echo(f"{r.key:<10} {r.started_at:%Y-%m-%d %H:%M}  {said(r.verdict)} -> "
+                   f"{said(r.candidate)}")
+    now = sum(1 for r in replayed if r.verdict.flagged)
+    then = sum(1 for r in replayed if r.candidate is not None and r.candidate.flagged)
+    click.echo(f"{len(replayed)} wait(s): flagged now {now}; flagged with {candidate_file} "
+               f"{then}; changed {len(changed)}")

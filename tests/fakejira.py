@@ -25,6 +25,35 @@ SEARCH_PAGE_LIMIT = 100
 CHANGELOG_IN_ISSUE = 20  # expand=changelog returns only the latest entries
 
 
+#: a site's fields as ``GET /rest/api/2/field`` lists them (system and custom)
+DEFAULT_FIELDS: tuple[dict[str, Any], ...] = (
+    {"id": "summary", "key": "summary", "name": "Summary", "custom": False,
+     "schema": {"type": "string", "system": "summary"}},
+    {"id": "assignee", "key": "assignee", "name": "Assignee", "custom": False,
+     "schema": {"type": "user", "system": "assignee"}},
+    {"id": "customfield_10050", "key": "customfield_10050", "name": "Approver", "custom": True,
+     "clauseNames": ["cf[10050]", "Approver"],
+     "schema": {"type": "user", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:userpicker",
+                "customId": 10050}},
+    {"id": "customfield_10051", "key": "customfield_10051", "name": "Reviewers", "custom": True,
+     "clauseNames": ["cf[10051]", "Reviewers"],
+     "schema": {"type": "array", "items": "user",
+                "custom": "com.atlassian.jira.plugin.system.customfieldtypes:multiuserpicker",
+                "customId": 10051}},
+    {"id": "customfield_10052", "key": "customfield_10052", "name": "Approval notes", "custom": True,
+     "clauseNames": ["cf[10052]"],
+     "schema": {"type": "string", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textarea",
+                "customId": 10052}},
+    {"id": "customfield_10060", "key": "customfield_10060", "name": "Cost", "custom": True,
+     "clauseNames": ["cf[10060]", "Cost"],
+     "schema": {"type": "number", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:float",
+                "customId": 10060}},
+)
+DEFAULT_STATUSES = (("1", "To Do", "new"), ("3", "In Progress", "indeterminate"),
+                    ("10100", "Awaiting Approval", "indeterminate"),
+                    ("10101", "Code Review", "indeterminate"), ("10001", "Done", "done"))
+
+
 @dataclass
 class Fault:
     method: str
@@ -71,6 +100,11 @@ class FakeJira:
         self.url = ""
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        #: the directory: users (see add_user), fields and workflow statuses, as Jira lists them
+        self.users: list[dict[str, Any]] = []
+        self.fields: list[dict[str, Any]] = [dict(f) for f in DEFAULT_FIELDS]
+        self.statuses: list[dict[str, Any]] = [
+            {"id": i, "name": n, "statusCategory": {"key": k}} for i, n, k in DEFAULT_STATUSES]
         self.app = self._build()
 
     # -- test controls --------------------------------------------------------------
@@ -288,4 +322,62 @@ class FakeJira:
                 return _error(404, "null for uri")
             return fake._search(cloud=True)
 
+        fake._directory_routes(app)
         return app
+
+    # -- the directory: users, fields, statuses ------------------------------------------
+    def add_user(self, jira_id: str, display_name: str, email: str, *, active: bool = True,
+                 email_visible: bool = True, key: str | None = None) -> dict[str, Any]:
+        """A user as this deployment shows it: Cloud by accountId, Server by username (and key)."""
+        user: dict[str, Any] = {"displayName": display_name, "active": active}
+        if self.deployment == "Cloud":
+            user.update(accountId=jira_id, accountType="atlassian")
+        else:
+            user.update(name=jira_id, key=key or jira_id)
+        if email_visible:
+            user["emailAddress"] = email
+        self.users.append({"user": user, "email": email})
+        return dict(user)
+
+    def _directory_routes(self, app: Flask) -> None:
+        fake = self
+
+        def starts(value: str, text: str) -> bool:
+            """Jira matches the prefix of an attribute or of one of its words."""
+            value, text = value.lower(), text.lower()
+            return value.startswith(text) or any(w.startswith(text) for w in value.split())
+
+        @app.get("/rest/api/<int:version>/user/search")
+        def user_search(version: int) -> Any:
+            limit = min(int(request.args.get("maxResults", 50)), 1000)
+            if fake.deployment == "Cloud":
+                if request.args.get("username"):
+                    return _error(400, "The query parameter 'username' is not supported in GDPR "
+                                       "strict mode.")
+                text = request.args.get("query", "")
+                if not text:
+                    return _error(400, "One of 'query' or 'accountId' query parameters must be "
+                                       "provided.")
+                found = [u["user"] for u in fake.users
+                         if starts(u["user"]["displayName"], text) or starts(u["email"], text)]
+            else:
+                text = request.args.get("username", "")
+                if not text:
+                    return _error(400, "The username query parameter was not provided")
+                found = [u["user"] for u in fake.users
+                         if starts(u["user"]["name"], text) or starts(u["user"]["displayName"], text)
+                         or starts(u["email"], text)]
+            for user in found:
+                ident = (f"accountId={user['accountId']}" if "accountId" in user
+                         else f"username={user['name']}")
+                user.setdefault("self", f"{fake.url}/rest/api/{version}/user?{ident}")
+            return jsonify(found[:limit])
+
+        @app.get("/rest/api/<int:version>/field")
+        def fields(version: int) -> Any:
+            return jsonify(fake.fields)
+
+        @app.get("/rest/api/<int:version>/status")
+        def statuses(version: int) -> Any:
+            return jsonify([{"self": f"{fake.url}/rest/api/{version}/status/{s['id']}",
+                             "description": "", **s} for s in fake.statuses])

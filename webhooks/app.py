@@ -34,6 +34,8 @@ def create_app(
     app.register_blueprint(metrics.bp)
     from webhooks import openapi, reports
     app.register_blueprint(reports.bp)
+    from webhooks import activity
+    app.register_blueprint(activity.bp)
     app.register_blueprint(openapi.bp)
 
     @app.errorhandler(HTTPException)

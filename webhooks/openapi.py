@@ -66,6 +66,33 @@ _REPORT_ERRORS = {
     "503": _json("REPORT_TOKEN is not configured, so the report is disabled."),
 }
 
+_ACTIVITY_FILTERS = [
+    {"name": "since", "in": "query", "schema": {"type": "string"},
+     "description": "ISO date or datetime (UTC when no offset), inclusive."},
+    {"name": "until", "in": "query", "schema": {"type": "string"},
+     "description": "ISO date or datetime (UTC when no offset), exclusive."},
+    {"name": "state", "in": "query", "schema": {
+        "type": "string", "enum": ["pending", "posted", "dry_run", "skipped", "failed"]}},
+    {"name": "key", "in": "query", "schema": {"type": "string", "pattern": "^[A-Za-z][A-Za-z0-9_]*-[0-9]+$"},
+     "description": "Only comments on this ticket."},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 2000,
+                                                "default": 200}},
+]
+_ACTIVITY_ROW = {"type": "object", "required": ["id", "at", "key", "kind", "state", "rule", "reason"],
+                 "properties": {
+    "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
+    "key": {"type": "string"}, "summary": {"type": "string"},
+    "kind": {"enum": ["flag", "reminder"]},
+    "state": {"enum": ["pending", "posted", "dry_run", "skipped", "failed"]},
+    "rule": {"type": ["string", "null"]}, "decision_level": {"type": ["string", "null"]},
+    "approver": {"type": ["string", "null"]}, "approver_level": {"type": ["string", "null"]},
+    "decider": {"type": ["string", "null"]},
+    "reason": {"type": ["string", "null"],
+               "description": "Why it was skipped or failed (Jira's answer), or the last retry's cause."},
+    "body": {"type": "string", "description": "The comment as posted or rendered (wiki markup)."},
+    "jira_comment_id": {"type": ["string", "null"]},
+    "url": {"type": ["string", "null"], "format": "uri"}}}
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -139,6 +166,23 @@ SPEC: dict[str, Any] = {
                                   "content": {"text/html": {"schema": {"type": "string"}}}},
                           **_REPORT_ERRORS},
         }},
+        "/reports/activity": {"get": {
+            "summary": "Comment activity: every comment posted, rendered, skipped or failed",
+            "description": "Newest first, with the ticket, the decision rule, the time and, for "
+                           "a skipped or failed comment, the reason recorded (Jira's answer).",
+            "security": [{"reportToken": []}],
+            "parameters": _ACTIVITY_FILTERS,
+            "responses": {"200": _json("The comments.", "Activity"), **_REPORT_ERRORS},
+        }},
+        "/reports/activity.html": {"get": {
+            "summary": "Comment activity as an HTML page",
+            "description": "Also accepts the token as `?token=`; the page sends no Referer.",
+            "security": [{"reportToken": []}, {"reportTokenQuery": []}],
+            "parameters": _ACTIVITY_FILTERS,
+            "responses": {"200": {"description": "The page.",
+                                  "content": {"text/html": {"schema": {"type": "string"}}}},
+                          **_REPORT_ERRORS},
+        }},
         "/openapi.json": {"get": {"summary": "This description", "responses": {
             "200": {"description": "OpenAPI 3.1", "content": {"application/json": {
                 "schema": {"type": "object"}}}}}}},
@@ -160,6 +204,9 @@ SPEC: dict[str, Any] = {
                 "delivery": {"type": "string"}, "reason": {"type": "string"}}},
             "Readiness": {"type": "object", "properties": {
                 "status": {"enum": ["ready", "not ready"]}, "checks": {"type": "object"}}},
+            "Activity": {"type": "object", "required": ["comments", "count"], "properties": {
+                "comments": {"type": "array", "items": _ACTIVITY_ROW},
+                "count": {"type": "integer"}}},
             "Figures": {"type": "object", "properties": _FIGURES, "required": list(_FIGURES)},
             "Report": {"type": "object", "required": [
                 "summary", "by_approver", "by_level", "by_team", "by_rule",

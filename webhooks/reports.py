@@ -116,18 +116,30 @@ def _token_ok(expected: str, allow_query: bool) -> bool:
     return any(hmac.compare_digest(expected.encode(), c.encode()) for c in candidates)
 
 
+def refusal(html: bool) -> Any | None:
+    """Why this request may not read a report (503 or 401), or None when it may.
+
+    Every report page asks this: no REPORT_TOKEN configured, no report; otherwise the
+    bearer token (or, for an HTML page, ``?token=``) must match.
+    """
+    expected = app_runtime().settings.report_token
+    if not expected:
+        return _error(503, "the report is disabled: REPORT_TOKEN must be set to serve it")
+    if not _token_ok(expected, allow_query=html):
+        log.warning("report.unauthorised")
+        return _error(401, "a valid REPORT_TOKEN is required (Authorization: Bearer …)",
+                      **{"WWW-Authenticate": 'Bearer realm="leaderleader report"'})
+    return None
+
+
 @bp.get("/reports/bottlenecks")
 @bp.get("/reports/bottlenecks.html", endpoint="bottlenecks_html")
 def bottlenecks() -> Any:
     runtime = app_runtime()
-    expected = runtime.settings.report_token
-    if not expected:
-        return _error(503, "the report is disabled: REPORT_TOKEN must be set to serve it")
     wanted = _wanted_format(request.path.endswith(".html"))
-    if not _token_ok(expected, allow_query=wanted == "html"):
-        log.warning("report.unauthorised")
-        return _error(401, "a valid REPORT_TOKEN is required (Authorization: Bearer …)",
-                      **{"WWW-Authenticate": 'Bearer realm="leaderleader report"'})
+    refused = refusal(html=wanted == "html")
+    if refused is not None:
+        return refused
     try:
         if wanted not in FORMATS:
             raise BadFilter(f"format must be one of {', '.join(FORMATS)} (got {wanted[:20]!r})")

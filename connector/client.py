@@ -17,7 +17,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import requests
@@ -30,6 +30,8 @@ from rules.comment import mention
 Deployment = Literal["cloud", "server"]
 PROPERTY_KEY = "leaderleader"
 _TRANSIENT = {408, 409, 425, 429, 500, 502, 503, 504}
+#: keys in one ``key in (…)`` search: one page of Jira's search
+KEYS_PER_SEARCH = 100
 
 
 def anchor_for(marker: str) -> str:
@@ -266,21 +268,24 @@ class JiraConnector:
             raise PermanentJiraError(f"reading {key}: Jira returned no issue", status=None)
         return self._complete_changelog(issue)
 
-    def search_issues(self, jql: str, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
-        """Issues matching ``jql`` with complete changelogs, page by page.
+    def search_issues(self, jql: str, *, page_size: int = 100, fields: str = "*all",
+                      complete: bool = True) -> Iterator[dict[str, Any]]:
+        """Issues matching ``jql`` with their changelogs, page by page.
 
         Cloud: ``search/jql`` with ``nextPageToken`` (the old search answers 410 there).
-        Server/Data Center: ``search`` with ``startAt``/``total``.
+        Server/Data Center: ``search`` with ``startAt``/``total``. ``complete=False``
+        keeps the latest changelog entries Jira embeds instead of paging the rest.
         """
-        params: dict[str, Any] = {"jql": jql, "maxResults": page_size, "fields": "*all",
+        params: dict[str, Any] = {"jql": jql, "maxResults": page_size, "fields": fields,
                                   "expand": "changelog"}
+        finish = self._complete_changelog if complete else (lambda issue: issue)
         if self._detect_deployment(strict=True) == "cloud":
             token: str | None = None
             while True:
                 page = self._request("GET", "/rest/api/2/search/jql", "searching",
                                      params={**params, **({"nextPageToken": token} if token else {})}) or {}
                 for issue in page.get("issues") or []:
-                    yield self._complete_changelog(issue)
+                    yield finish(issue)
                 token = page.get("nextPageToken")
                 if not token or page.get("isLast") is True or not page.get("issues"):
                     return
@@ -290,7 +295,44 @@ class JiraConnector:
                                  params={**params, "startAt": start}) or {}
             issues = page.get("issues") or []
             for issue in issues:
-                yield self._complete_changelog(issue)
+                yield finish(issue)
             start += len(issues)
             if not issues or start >= int(page.get("total") or 0):
                 return
+
+    def complete_changelog(self, issue: dict[str, Any]) -> dict[str, Any]:
+        """The issue with its whole changelog (paged from Jira when the embedded one is cut)."""
+        return self._complete_changelog(issue)
+
+    # -- looking before acting --------------------------------------------------------
+    def issue_state(self, key: str, fields: Sequence[str]) -> dict[str, Any]:
+        """The issue with only ``fields`` (one GET, no changelog): where is it now?"""
+        issue = self._request("GET", f"/rest/api/2/issue/{key}", f"reading {key}",
+                              params={"fields": ",".join(fields)})
+        if not isinstance(issue, dict):
+            raise PermanentJiraError(f"reading {key}: Jira returned no issue", status=None)
+        return issue
+
+    def issues_by_keys(self, keys: Sequence[str], fields: Sequence[str]) -> list[dict[str, Any]]:
+        """Up to ``KEYS_PER_SEARCH`` issues in one search call (``key in (…)``), with the
+        latest changelog entries Jira embeds (not paged further).
+
+        Keys Jira does not know (deleted, moved, not visible to us) are left out. Jira
+        refuses a whole ``key in`` query naming one such key (400): the batch is then
+        halved until the unknown keys are isolated, a few calls more and no more.
+        """
+        if len(keys) > KEYS_PER_SEARCH:
+            raise ValueError(f"at most {KEYS_PER_SEARCH} keys per search")
+        if not keys:
+            return []
+        jql = "key in (" + ", ".join(f'"{k}"' for k in keys) + ")"
+        try:
+            return list(self.search_issues(jql, page_size=KEYS_PER_SEARCH,
+                                           fields=",".join(fields), complete=False))
+        except PermanentJiraError as error:
+            if error.status != 400:
+                raise
+            if len(keys) == 1:
+                return []
+        half = len(keys) // 2
+        return self.issues_by_keys(keys[:half], fields) + self.issues_by_keys(keys[half:], fields)

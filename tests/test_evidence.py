@@ -9,6 +9,7 @@ from ledger.models import ApprovalWait
 from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
 from tests.fakejira import FakeJira
 from tests.test_pipeline import DEPLOY, comments, jira_app, seed, waits
+from webhooks.extension import app_runtime
 
 LEAVES = "issue_updated__cloud_leaves_approval"
 DONE_AFTER_MISSED_EXIT = "issue_updated__cloud_done_after_missed_exit"
@@ -216,3 +217,51 @@ def test_a_repeat_with_no_time_of_its_own_is_known_by_its_changelog_id(make_app,
     [wait] = waits(app)
     assert wait.ended_at is None
     assert len(fake_jira.comments("PAY-101")) == 1
+
+
+# -- look before posting ------------------------------------------------------------------
+
+
+def test_no_comment_on_a_ticket_jira_says_has_moved_on(make_app, fake_jira):
+    seed(fake_jira, DEPLOY)
+    fake_jira.issues["PAY-101"]["fields"]["status"] = {"name": "Done", "id": "10001"}
+    fake_jira.issues["PAY-101"]["fields"]["updated"] = "2026-11-20T12:00:00.000+0000"
+    app = jira_app(make_app, fake_jira)
+    post_webhook(app, fixture_body(DEPLOY))  # its exit never reached us
+    run_worker(app)
+    assert fake_jira.comments("PAY-101") == []
+    [comment] = comments(app)
+    assert comment.state == "skipped" and "no longer waiting (status 'Done')" in comment.error
+    [wait] = waits(app)
+    assert wait.end_inferred is True and wait.ended_at.isoformat() == "2026-11-20T12:00:00"
+    assert fake_jira.count("GET", r"/issue/PAY-101$") == 1  # one look, no comment listing
+    assert fake_jira.count("GET", r"/comment$") == 0
+
+
+def test_no_reminder_on_a_ticket_jira_says_has_moved_on(make_app, fake_jira):
+    from jobs.comments import queue_reminders
+
+    seed(fake_jira, DEPLOY)
+    app = jira_app(make_app, fake_jira)
+    post_webhook(app, fixture_body(DEPLOY))
+    run_worker(app)
+    assert len(fake_jira.comments("PAY-101")) == 1
+    fake_jira.issues["PAY-101"]["fields"]["status"] = {"name": "In Progress", "id": "3"}
+    with app_runtime(app).activate() as runtime:
+        assert queue_reminders(runtime) == 1  # two days on, the ledger thinks it still waits
+    run_worker(app)
+    assert len(fake_jira.comments("PAY-101")) == 1
+    reminder = comments(app)[-1]
+    assert (reminder.kind, reminder.state) == ("reminder", "skipped")
+
+
+def test_no_first_comment_when_the_holder_already_declared_an_intent(make_app, fake_jira):
+    seed(fake_jira, DEPLOY)
+    app = jira_app(make_app, fake_jira)
+    post_webhook(app, fixture_body(DEPLOY))
+    post_webhook(app, fixture_body("comment_created__cloud_intent"))  # bob: "I intend to …"
+    run_worker(app)
+    assert fake_jira.comments("PAY-101") == []
+    [comment] = comments(app)
+    assert comment.state == "skipped" and "intent" in comment.error
+    assert len(fake_jira.requests) == 0  # not even a look: the ledger knew enough

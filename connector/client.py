@@ -269,16 +269,20 @@ class JiraConnector:
         return self._complete_changelog(issue)
 
     def search_issues(self, jql: str, *, page_size: int = 100, fields: str = "*all",
-                      complete: bool = True) -> Iterator[dict[str, Any]]:
+                      changelog: bool = True, complete: bool = True,
+                      lenient: bool = False) -> Iterator[dict[str, Any]]:
         """Issues matching ``jql`` with their changelogs, page by page.
 
         Cloud: ``search/jql`` with ``nextPageToken`` (the old search answers 410 there).
         Server/Data Center: ``search`` with ``startAt``/``total``. ``complete=False``
-        keeps the latest changelog entries Jira embeds instead of paging the rest.
+        keeps the latest changelog entries Jira embeds instead of paging the rest;
+        ``changelog=False`` asks for the fields alone;
+        ``lenient`` asks Data Center to warn about unknown values (keys) instead of failing.
         """
-        params: dict[str, Any] = {"jql": jql, "maxResults": page_size, "fields": fields,
-                                  "expand": "changelog"}
-        finish = self._complete_changelog if complete else (lambda issue: issue)
+        params: dict[str, Any] = {"jql": jql, "maxResults": page_size, "fields": fields}
+        if changelog:
+            params["expand"] = "changelog"
+        finish = self._complete_changelog if changelog and complete else (lambda issue: issue)
         if self._detect_deployment(strict=True) == "cloud":
             token: str | None = None
             while True:
@@ -289,6 +293,8 @@ class JiraConnector:
                 token = page.get("nextPageToken")
                 if not token or page.get("isLast") is True or not page.get("issues"):
                     return
+        if lenient:
+            params["validateQuery"] = "warn"
         start = 0
         while True:
             page = self._request("GET", "/rest/api/2/search", "searching",
@@ -300,10 +306,6 @@ class JiraConnector:
             if not issues or start >= int(page.get("total") or 0):
                 return
 
-    def complete_changelog(self, issue: dict[str, Any]) -> dict[str, Any]:
-        """The issue with its whole changelog (paged from Jira when the embedded one is cut)."""
-        return self._complete_changelog(issue)
-
     # -- looking before acting --------------------------------------------------------
     def issue_state(self, key: str, fields: Sequence[str]) -> dict[str, Any]:
         """The issue with only ``fields`` (one GET, no changelog): where is it now?"""
@@ -313,13 +315,15 @@ class JiraConnector:
             raise PermanentJiraError(f"reading {key}: Jira returned no issue", status=None)
         return issue
 
-    def issues_by_keys(self, keys: Sequence[str], fields: Sequence[str]) -> list[dict[str, Any]]:
+    def issues_by_keys(self, keys: Sequence[str], fields: Sequence[str], *,
+                       complete: bool = False) -> list[dict[str, Any]]:
         """Up to ``KEYS_PER_SEARCH`` issues in one search call (``key in (…)``), with the
-        latest changelog entries Jira embeds (not paged further).
+        latest changelog entries Jira embeds (``complete``: the whole changelog, paged
+        per issue only where Jira cut it).
 
-        Keys Jira does not know (deleted, moved, not visible to us) are left out. Jira
-        refuses a whole ``key in`` query naming one such key (400): the batch is then
-        halved until the unknown keys are isolated, a few calls more and no more.
+        Keys Jira does not know (deleted, moved, not visible to us) are left out. Data
+        Center is asked to only warn about them; a Jira that refuses the whole query for
+        one such key (400) gets the batch halved until the unknown keys are isolated.
         """
         if len(keys) > KEYS_PER_SEARCH:
             raise ValueError(f"at most {KEYS_PER_SEARCH} keys per search")
@@ -327,12 +331,13 @@ class JiraConnector:
             return []
         jql = "key in (" + ", ".join(f'"{k}"' for k in keys) + ")"
         try:
-            return list(self.search_issues(jql, page_size=KEYS_PER_SEARCH,
-                                           fields=",".join(fields), complete=False))
+            return list(self.search_issues(jql, page_size=KEYS_PER_SEARCH, fields=",".join(fields),
+                                           complete=complete, lenient=True))
         except PermanentJiraError as error:
             if error.status != 400:
                 raise
             if len(keys) == 1:
                 return []
         half = len(keys) // 2
-        return self.issues_by_keys(keys[:half], fields) + self.issues_by_keys(keys[half:], fields)
+        return (self.issues_by_keys(keys[:half], fields, complete=complete)
+                + self.issues_by_keys(keys[half:], fields, complete=complete))

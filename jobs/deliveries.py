@@ -32,7 +32,7 @@ from connector.shapes import changelog_users
 from jobs.comments import enqueue_comment
 from jobs.history import SAME_TRANSITION
 from ledger.db import insert_new
-from ledger.models import ApprovalWait, Delivery, Intent, TicketRecord
+from ledger.models import Delivery, Intent, TicketRecord
 from ledger.waits import (
     add_comment,
     close_wait,
@@ -40,6 +40,7 @@ from ledger.waits import (
     record_change,
     ticket_row,
     update_ticket,
+    wait_began_near,
     wait_open_at,
 )
 from rules.engine import evaluate
@@ -156,7 +157,7 @@ def apply_issue_change(
     )
     status_change = next((c for c in event.changes if c.field_id == "status"), None)
     frm = status_change.from_string if status_change else None
-    if after and not before and _entry_known(session, ticket, event.at):
+    if after and not before and wait_began_near(session, ticket, event.at, SAME_TRANSITION):
         return "wait-known", []
     inferred = None
     if not before and (status_change is not None or not after) and knows_status(rules, view):
@@ -179,20 +180,6 @@ def apply_issue_change(
         record_change(session, ticket, event.at, frm, view.status, enters=False)
         return ("wait-closed" if close_wait(session, ticket, event.at) else "wait-end-recorded"), []
     return ("wait-closed-inferred" if inferred is not None else "updated"), []
-
-
-def _entry_known(session: Session, ticket: TicketRecord, at: datetime) -> bool:
-    """Is a wait recorded as beginning within ``SAME_TRANSITION`` of ``at``?
-
-    The same entry reported by two kinds of webhook (a workflow post-function and an
-    issue event) carries two times a few milliseconds apart and no common key.
-    """
-    return session.scalar(
-        select(ApprovalWait.id).where(
-            ApprovalWait.ticket_id == ticket.id,
-            ApprovalWait.started_at.between(at - SAME_TRANSITION, at + SAME_TRANSITION),
-        ).limit(1)
-    ) is not None
 
 
 def knows_status(rules: Rules, view: Ticket) -> bool:

@@ -7,7 +7,7 @@ from arrival order.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -187,15 +187,19 @@ def close_wait(
     return wait
 
 
-def open_wait_before(session: Session, ticket: TicketRecord, at: datetime) -> ApprovalWait | None:
-    """The episode the ledger holds open just before ``at`` (not ended by then), if any."""
-    wait = session.scalar(
-        select(ApprovalWait)
-        .where(ApprovalWait.ticket_id == ticket.id, ApprovalWait.started_at < at)
-        .order_by(ApprovalWait.started_at.desc())
-        .limit(1)
-    )
-    return wait if wait is not None and (wait.ended_at is None or wait.ended_at > at) else None
+def wait_began_near(session: Session, ticket: TicketRecord, at: datetime, within: timedelta) -> bool:
+    """Is a wait recorded as beginning within ``within`` of ``at``?
+
+    The same entry reported by two kinds of webhook (a workflow post-function and an
+    issue event), or by a webhook and Jira's changelog, carries times a little apart
+    and no common key.
+    """
+    return session.scalar(
+        select(ApprovalWait.id).where(
+            ApprovalWait.ticket_id == ticket.id,
+            ApprovalWait.started_at.between(at - within, at + within),
+        ).limit(1)
+    ) is not None
 
 
 def wait_open_at(session: Session, ticket_id: int, at: datetime) -> ApprovalWait | None:

@@ -112,6 +112,8 @@ class Settings:
     comment_lock_seconds: int = 120
     #: seconds between retries of a failed job (rq's Retry); their count is the retry limit
     retry_intervals: tuple[int, ...] = (10, 30, 120, 600, 1800)
+    #: seconds between reconciliation rounds with Jira (0: never)
+    reconcile_seconds: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -121,6 +123,9 @@ class Settings:
             raise ConfigError(f"JIRA_DEPLOYMENT must be cloud or server, not {deployment!r}")
         production = _flag(env, "LEADERLEADER_PRODUCTION", False)
         max_body_bytes = _int(env, "LEADERLEADER_MAX_BODY_BYTES", 5 * 1024 * 1024)
+        reconcile_seconds = _int(env, "LEADERLEADER_RECONCILE_SECONDS", 3600)
+        if reconcile_seconds < 0:
+            raise ConfigError("LEADERLEADER_RECONCILE_SECONDS must be 0 (never) or a number of seconds")
         if max_body_bytes < 1:
             raise ConfigError("LEADERLEADER_MAX_BODY_BYTES must be a positive number of bytes")
         settings = cls(
@@ -147,6 +152,7 @@ class Settings:
             migrate_on_start=_flag(env, "LEADERLEADER_MIGRATE_ON_START", True),
             comment_lock_seconds=_int(env, "LEADERLEADER_COMMENT_LOCK_SECONDS", 120),
             queue_name=env.get("LEADERLEADER_QUEUE") or "leaderleader",
+            reconcile_seconds=reconcile_seconds,
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -147,13 +147,13 @@ def reconcile(runtime: Runtime) -> Reconciled:
         for batch in _batches(to_ask):
             found = {str(i.get("key")): i for i in jira.issues_by_keys(batch, _fields(rules))}
             for key in batch:
-                issue = found.get(key)
-                if issue is None:
+                answer = found.get(key)
+                if answer is None:
                     result.missing += 1
-                elif ticket_waits(rules, ticket_from_issue(issue)):
+                elif ticket_waits(rules, ticket_from_issue(answer)):
                     result.still_waiting += 1
                 else:
-                    result.closed += _close_ended(session, rules, key, issue, now)
+                    result.closed += _close_ended(session, rules, key, answer, now)
             session.commit()
         result.keys = len(set(open_keys) | waiting_now)
     result.jira_calls = jira.calls - calls

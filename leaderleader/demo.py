@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from rq import SimpleWorker
 from sqlalchemy import select
@@ -33,27 +34,32 @@ def run_demo(settings: Settings, echo: Callable[[str], object]) -> int:
     settings = replace(settings, dry_run_env=True, jira_url=None)
     app = create_app(settings)
     client = app.test_client()
-    for path in sample_files():
-        body = path.read_bytes()
-        headers = {"X-Atlassian-Webhook-Identifier": f"demo-{path.stem}"}
-        if settings.webhook_secret:
-            headers["X-Hub-Signature"] = sign(settings.webhook_secret, body)
-        query = f"?token={settings.webhook_token}" if settings.webhook_token else ""
-        response = client.post(
-            "/webhooks/jira" + query, data=body, headers=headers, content_type="application/json"
-        )
-        event = json.loads(body).get("webhookEvent")
-        echo(f"POST /webhooks/jira  {path.name:<58} {response.status_code} ({event})")
     runtime = app_runtime(app)
     with runtime.activate():
         try:
-            SimpleWorker([runtime.queue], connection=runtime.redis).work(
-                burst=True, logging_level="WARNING"
-            )
+            for path in sample_files():
+                # one at a time, worker included: the intent answers a comment already made
+                _post(client, settings, path, echo)
+                SimpleWorker([runtime.queue], connection=runtime.redis).work(
+                    burst=True, logging_level="WARNING"
+                )
             _report(runtime, settings, echo)
         finally:
             stop_embedded_redis(runtime.redis)
     return 0
+
+
+def _post(client: Any, settings: Settings, path: Path, echo: Callable[[str], object]) -> None:
+    body = path.read_bytes()
+    headers = {"X-Atlassian-Webhook-Identifier": f"demo-{path.stem}"}
+    if settings.webhook_secret:
+        headers["X-Hub-Signature"] = sign(settings.webhook_secret, body)
+    query = f"?token={settings.webhook_token}" if settings.webhook_token else ""
+    response = client.post(
+        "/webhooks/jira" + query, data=body, headers=headers, content_type="application/json"
+    )
+    event = json.loads(body).get("webhookEvent")
+    echo(f"POST /webhooks/jira  {path.name:<58} {response.status_code} ({event})")
 
 
 def _report(runtime: Runtime, settings: Settings, echo: Callable[[str], object]) -> None:

@@ -20,7 +20,7 @@ from connector.errors import PermanentJiraError, TransientJiraError
 from connector.history import jira_time
 from connector.shapes import ticket_from_issue
 from ledger.models import ApprovalWait, Comment, Intent
-from ledger.waits import add_comment
+from ledger.waits import add_comment, close_wait
 from rules.comment import render_comment, render_reminder
 from rules.model import Rules, Ticket, Verdict, utc_now
 from rules.waiting import ticket_waits
@@ -127,10 +127,13 @@ def _post_locked(runtime: Runtime, comment_id: int) -> str:
         try:
             moved_on = jira_says_not_waiting(jira, rules, wait)
             if moved_on is not None:
+                # its exit never reached us: the wait ends here, inferred
+                reason, since = moved_on
+                close_wait(session, wait.ticket, since, evidence=f"before posting, {reason}")
                 comment.state = "skipped"
-                comment.error = moved_on
+                comment.error = reason
                 session.commit()
-                log.info("comment.skipped", extra={**extra, "reason": moved_on})
+                log.info("comment.skipped", extra={**extra, "reason": reason})
                 return "skipped"
             try:
                 jira_id = jira.find_marked_comment(wait.issue_key, comment.marker)
@@ -176,24 +179,21 @@ def holder_declared_intent(session: Session, wait: ApprovalWait) -> bool:
     ) is not None
 
 
-def jira_says_not_waiting(jira: JiraConnector, rules: Rules, wait: ApprovalWait) -> str | None:
-    """Look before posting: one GET of the ticket. Why not to post, or None to go ahead.
+def jira_says_not_waiting(
+    jira: JiraConnector, rules: Rules, wait: ApprovalWait
+) -> tuple[str, datetime] | None:
+    """Look before posting: one GET of the ticket. Why not to post and since when, or None.
 
-    A ticket Jira shows outside approval gets no comment, and the wait the ledger held
-    open is closed there and then (its end inferred: the exit never reached us).
+    Since when: Jira's ``updated`` (no earlier than the exit), else now.
     """
     fields = ["status", "updated"] + ([rules.waiting.approver_field] if rules.waiting.approver_field else [])
     issue = jira.issue_state(wait.issue_key, fields)
     view = ticket_from_issue(issue)
     if ticket_waits(rules, view):
         return None
-    reason = f"Jira says the ticket is no longer waiting (status '{view.status}')"
-    if wait.ended_at is None:
-        updated = jira_time((issue.get("fields") or {}).get("updated"))
-        wait.ended_at = updated if updated is not None and updated > wait.started_at else utc_now()
-        wait.end_inferred = True
-        wait.end_evidence = f"before posting, {reason}"[:255]
-    return reason
+    updated = jira_time((issue.get("fields") or {}).get("updated"))
+    since = updated if updated is not None and updated > wait.started_at else utc_now()
+    return f"Jira says the ticket is no longer waiting (status '{view.status}')", since
 
 
 def queue_reminders(runtime: Runtime, now: datetime | None = None) -> int:

@@ -32,7 +32,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector.client import KEYS_PER_SEARCH
+from connector.client import KEYS_PER_SEARCH, JiraConnector
+from connector.errors import PermanentJiraError
 from connector.history import approval_episodes, jira_time
 from connector.shapes import ticket_from_issue
 from jobs.comments import enqueue_comment
@@ -131,12 +132,7 @@ def reconcile(runtime: Runtime) -> Reconciled:
             .where(ApprovalWait.ended_at.is_(None), TicketRecord.deleted.is_(False)))))
         result.open_waits = len(open_keys)
         jql = waiting_jql(rules, known_projects(session, rules))
-        waiting_now: set[str] = set()
-        if jql is not None:
-            for issue in jira.search_issues(jql, fields=",".join(_fields(rules)), changelog=False):
-                key = str(issue.get("key") or "")
-                if key and ticket_waits(rules, ticket_from_issue(issue)):
-                    waiting_now.add(key)  # (the search is eventually consistent: trust fields)
+        waiting_now = _waiting_in_jira(jira, rules, jql) if jql is not None else set()
         unseen = sorted(waiting_now - set(open_keys))
         for batch in _batches(unseen):
             for issue in jira.issues_by_keys(batch, ["*all"], complete=True):
@@ -162,6 +158,26 @@ def reconcile(runtime: Runtime) -> Reconciled:
         enqueue_comment(runtime, comment_id)
     _record(runtime, result)
     return result
+
+
+def _waiting_in_jira(jira: JiraConnector, rules: Rules, jql: str) -> set[str]:
+    """The keys of the tickets Jira shows in approval now (empty if Jira refuses the query).
+
+    A status the site does not have (a typo in the rules file) makes Jira refuse the
+    whole query: the round then goes on with the open waits alone, asked by key.
+    """
+    waiting: set[str] = set()
+    try:
+        for issue in jira.search_issues(jql, fields=",".join(_fields(rules)), changelog=False):
+            key = str(issue.get("key") or "")
+            if key and ticket_waits(rules, ticket_from_issue(issue)):
+                waiting.add(key)  # (the search is eventually consistent: trust the fields)
+    except PermanentJiraError as error:
+        if error.status != 400:
+            raise
+        log.warning("reconcile.search_refused", extra={"jql": jql, "reason": str(error)})
+        return set()
+    return waiting
 
 
 def _close_ended(session: Session, rules: Rules, key: str, issue: dict[str, Any], now: datetime) -> int:

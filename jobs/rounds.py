@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from connector.errors import JiraError
+from connector.errors import JiraError, TransientJiraError
 from jobs.comments import queue_reminders, requeue_pending
 from jobs.inbox import requeue_failed
 from jobs.reconcile import Reconciled, reconcile
@@ -43,8 +43,9 @@ class Round:
 def reconcile_if_due(runtime: Runtime) -> Reconciled | None:
     """Reconcile with Jira when the last round is ``reconcile_seconds`` old (one scheduler only).
 
-    Nothing to ask without ``JIRA_URL``. A round that Jira fails is tried again by the
-    next scheduler round rather than an hour later.
+    Nothing to ask without ``JIRA_URL``. A round that fails for a passing reason (Jira
+    down, rate-limited) is tried again by the next scheduler round rather than an hour
+    later; one Jira refuses (credentials, permissions) waits for the next interval.
     """
     every = runtime.settings.reconcile_seconds
     if every <= 0 or not runtime.settings.jira_url:
@@ -54,7 +55,8 @@ def reconcile_if_due(runtime: Runtime) -> Reconciled | None:
     try:
         return reconcile(runtime)
     except JiraError as error:
-        runtime.redis.delete(RECONCILE_DUE)
+        if isinstance(error, TransientJiraError):
+            runtime.redis.delete(RECONCILE_DUE)
         log.warning("reconcile.failed", extra={"reason": str(error)})
         return None
 

@@ -60,6 +60,8 @@ class FakeJira:
         self.drop_properties = False
         self.reject_properties = False
         self.report_deployment = True
+        #: the site's status names and ids, lower-cased (None: any status exists)
+        self.known_statuses: set[str] | None = None
         self.issues: dict[str, dict[str, Any]] = {}
         self._comments: dict[str, list[dict[str, Any]]] = {}
         self._ids = itertools.count(10001)
@@ -161,6 +163,10 @@ class FakeJira:
         if project:
             keys = [k for k in keys if k.startswith(project.group(1).upper() + "-")]
         keys, unknown = self._jql_in_clauses(jql, keys)
+        wrong = [v for v in self._jql_list(jql, "status") or []
+                 if self.known_statuses is not None and v.lower() not in self.known_statuses]
+        if wrong:
+            return _error(400, f"The value '{wrong[0]}' does not exist for the field 'status'.")
         if unknown and str(args.get("validateQuery") or "").lower() != "warn":
             return _error(400, f"An issue with key '{unknown[0]}' does not exist for field 'key'.")
         expand = str(args.get("expand") or "")

@@ -154,3 +154,16 @@ def test_reconcile_command(make_app, fake_jira, database_url, redis_server, tmp_
     assert "reconciled 1 open wait(s): 1 closed, 0 still waiting" in done.output
     [wait] = waits(app)
     assert wait.end_inferred
+
+
+def test_a_status_jira_does_not_have_still_lets_the_round_close_waits(make_app, fake_jira):
+    seed(fake_jira, DEPLOY)
+    fake_jira.known_statuses = {"awaiting approval", "in progress", "done"}  # no "Pending Sign-off"
+    app = jira_app(make_app, fake_jira)
+    post_webhook(app, fixture_body(DEPLOY))
+    run_worker(app)
+    _moved_on(fake_jira, "PAY-101", "2026-11-20T10:15:02.011+0000", "2026-11-20T13:15:02.000+0000")
+    with app_runtime(app).activate() as runtime:
+        found = reconcile(runtime)  # the status search is refused (400): asked by key instead
+    assert (found.closed, found.opened) == (1, 0)
+    assert fake_jira.jqls[-1] == 'key in ("PAY-101")'

@@ -22,7 +22,7 @@ import random
 import re
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -38,6 +38,8 @@ PROPERTY_KEY = "leaderleader"
 _TRANSIENT = {408, 409, 425, 429, 500, 502, 503, 504}
 #: seconds to open a connection: a Jira that is there answers a SYN in well under a second
 CONNECT_TIMEOUT = 5.0
+#: keys in one ``key in (…)`` search: one page of Jira's search
+KEYS_PER_SEARCH = 100
 
 
 def anchor_for(marker: str) -> str:
@@ -331,31 +333,40 @@ class JiraConnector:
             raise PermanentJiraError(f"reading {key}: Jira returned no issue", status=None)
         return self._complete_changelog(issue)
 
-    def search_issues(self, jql: str, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
-        """Issues matching ``jql`` with complete changelogs, page by page.
+    def search_issues(self, jql: str, *, page_size: int = 100, fields: str = "*all",
+                      changelog: bool = True, complete: bool = True,
+                      lenient: bool = False) -> Iterator[dict[str, Any]]:
+        """Issues matching ``jql`` with their changelogs, page by page.
 
         Cloud: ``search/jql`` with ``nextPageToken`` (the old search answers 410 there).
-        Server/Data Center: ``search`` with ``startAt``/``total``.
+        Server/Data Center: ``search`` with ``startAt``/``total``. ``complete=False``
+        keeps the latest changelog entries Jira embeds instead of paging the rest;
+        ``changelog=False`` asks for the fields alone;
+        ``lenient`` asks Data Center to warn about unknown values (keys) instead of failing.
         """
-        params: dict[str, Any] = {"jql": jql, "maxResults": page_size, "fields": "*all",
-                                  "expand": "changelog"}
+        params: dict[str, Any] = {"jql": jql, "maxResults": page_size, "fields": fields}
+        if changelog:
+            params["expand"] = "changelog"
+        finish = self._complete_changelog if changelog and complete else (lambda issue: issue)
         if self._detect_deployment(strict=True) == "cloud":
             token: str | None = None
             while True:
                 page = self._request("GET", "/rest/api/2/search/jql", "searching",
                                      params={**params, **({"nextPageToken": token} if token else {})}) or {}
                 for issue in page.get("issues") or []:
-                    yield self._complete_changelog(issue)
+                    yield finish(issue)
                 token = page.get("nextPageToken")
                 if not token or page.get("isLast") is True or not page.get("issues"):
                     return
+        if lenient:
+            params["validateQuery"] = "warn"
         start = 0
         while True:
             page = self._request("GET", "/rest/api/2/search", "searching",
                                  params={**params, "startAt": start}) or {}
             issues = page.get("issues") or []
             for issue in issues:
-                yield self._complete_changelog(issue)
+                yield finish(issue)
             start += len(issues)
             if not issues or start >= int(page.get("total") or 0):
                 return
@@ -382,3 +393,39 @@ class JiraConnector:
         """Every workflow status (``GET /status``)."""
         found = self._request("GET", "/rest/api/2/status", "listing statuses")
         return [s for s in found if isinstance(s, dict)] if isinstance(found, list) else []
+
+    # -- looking before acting --------------------------------------------------------
+    def issue_state(self, key: str, fields: Sequence[str]) -> dict[str, Any]:
+        """The issue with only ``fields`` (one GET, no changelog): where is it now?"""
+        issue = self._request("GET", f"/rest/api/2/issue/{key}", f"reading {key}",
+                              params={"fields": ",".join(fields)})
+        if not isinstance(issue, dict):
+            raise PermanentJiraError(f"reading {key}: Jira returned no issue", status=None)
+        return issue
+
+    def issues_by_keys(self, keys: Sequence[str], fields: Sequence[str], *,
+                       complete: bool = False) -> list[dict[str, Any]]:
+        """Up to ``KEYS_PER_SEARCH`` issues in one search call (``key in (…)``), with the
+        latest changelog entries Jira embeds (``complete``: the whole changelog, paged
+        per issue only where Jira cut it).
+
+        Keys Jira does not know (deleted, moved, not visible to us) are left out. Data
+        Center is asked to only warn about them; a Jira that refuses the whole query for
+        one such key (400) gets the batch halved until the unknown keys are isolated.
+        """
+        if len(keys) > KEYS_PER_SEARCH:
+            raise ValueError(f"at most {KEYS_PER_SEARCH} keys per search")
+        if not keys:
+            return []
+        jql = "key in (" + ", ".join(f'"{k}"' for k in keys) + ")"
+        try:
+            return list(self.search_issues(jql, page_size=KEYS_PER_SEARCH, fields=",".join(fields),
+                                           complete=complete, lenient=True))
+        except PermanentJiraError as error:
+            if error.status != 400:
+                raise
+            if len(keys) == 1:
+                return []
+        half = len(keys) // 2
+        return (self.issues_by_keys(keys[:half], fields, complete=complete)
+                + self.issues_by_keys(keys[half:], fields, complete=complete))

@@ -11,16 +11,20 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from connector.history import jira_time
 from connector.shapes import is_issue_key, ticket_from_issue, user_id
 from rules.model import Ticket, utc_now
 
 ISSUE_EVENTS = frozenset({"jira:issue_created", "jira:issue_updated"})
 COMMENT_EVENTS = frozenset({"comment_created", "comment_updated"})
 DELETE_EVENTS = frozenset({"jira:issue_deleted"})
+#: What we call a workflow post-function's body ("Trigger a webhook" on a transition):
+#: Jira gives it no ``webhookEvent``, only a top-level ``transition`` object.
+WORKFLOW_TRANSITION = "workflow_transition"
 #: Known events we deliberately do nothing with (acknowledged so Jira does not retry).
 IGNORED_EVENTS = frozenset(
     {
@@ -77,6 +81,9 @@ class IssueChanged:
     actor: str | None
     changes: tuple[FieldChange, ...] = ()
     comment: CommentPosted | None = None  # Server's "issue_commented" carries one
+    #: the change's natural key: the same transition sent again under another delivery
+    #: id (two webhooks on one site) carries the same key
+    transition_key: str | None = None
 
     @property
     def key(self) -> str:
@@ -188,16 +195,33 @@ def _text(value: Any) -> str | None:
 
 
 def event_time(payload: dict[str, Any], fallback: datetime | None = None) -> datetime:
-    """The payload's own time (epoch ms) as naive UTC; Jira orders events by it, so do we."""
+    """The payload's own time (epoch ms) as naive UTC; Jira orders events by it, so do we.
+
+    A body without ``timestamp`` is not placed at its arrival time (a late or replayed
+    delivery would then sit in front of history the ledger already holds): it takes the
+    time Jira itself gives the change, the issue's ``fields.updated`` (for a comment,
+    the comment's ``updated``/``created``), and only with none of these the arrival time.
+    """
     raw = payload.get("timestamp")
     if raw is None:
-        return fallback or utc_now()
+        return _own_time(payload) or fallback or utc_now()
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         raise PayloadError("'timestamp' must be a number (epoch milliseconds)")
     try:
         return datetime.fromtimestamp(raw / 1000, UTC).replace(tzinfo=None)
     except (OverflowError, OSError, ValueError):
         raise PayloadError("'timestamp' is out of range") from None
+
+
+def _own_time(payload: dict[str, Any]) -> datetime | None:
+    comment = payload.get("comment")
+    if isinstance(comment, dict):
+        found = jira_time(comment.get("updated")) or jira_time(comment.get("created"))
+        if found is not None:
+            return found
+    issue = payload.get("issue")
+    fields = issue.get("fields") if isinstance(issue, dict) else None
+    return jira_time(fields.get("updated")) if isinstance(fields, dict) else None
 
 
 def field_changes(changelog: Any) -> tuple[FieldChange, ...]:
@@ -266,6 +290,8 @@ def parse_event(payload: Any, *, received_at: datetime | None = None) -> Event:
     """Turn a decoded webhook body into an event, or raise PayloadError saying why not."""
     payload = _object(payload, "the body")
     name = payload.get("webhookEvent")
+    if name is None and isinstance(payload.get("transition"), dict):
+        return workflow_transition(payload, received_at)
     if not isinstance(name, str) or not name:
         raise PayloadError("'webhookEvent' is missing or not a string")
     at = event_time(payload, received_at)
@@ -289,6 +315,7 @@ def parse_event(payload: Any, *, received_at: datetime | None = None) -> Event:
             actor=user_id(payload.get("user") if isinstance(payload.get("user"), dict) else None),
             changes=field_changes(payload.get("changelog")),
             comment=comment,
+            transition_key=_changelog_key(issue, payload.get("changelog")),
         )
     if name in COMMENT_EVENTS:
         return _comment(name, at, payload.get("comment"), payload.get("issue"))
@@ -299,3 +326,47 @@ def parse_event(payload: Any, *, received_at: datetime | None = None) -> Event:
     issue = payload.get("issue")
     key = _text(issue.get("key")) if isinstance(issue, dict) else None
     return Ignored(event=name, at=at, reason=reason, key=key)
+
+
+def _changelog_key(issue: dict[str, Any], changelog: Any) -> str | None:
+    """``changelog:KEY:ID``: Jira's changelog id names one change, whoever delivers it."""
+    if not isinstance(changelog, dict) or not changelog.get("items"):
+        return None
+    changelog_id = _identifier(changelog.get("id"), "'changelog.id'")
+    return f"changelog:{issue['key']}:{changelog_id}" if changelog_id else None
+
+
+def workflow_transition(payload: dict[str, Any], received_at: datetime | None = None) -> IssueChanged:
+    """A workflow post-function's body as the status change it reports.
+
+    Jira fires it during the transition, so ``issue.fields.status`` may still show the
+    status being left: the status is ``transition.to_status`` (a name; the body carries
+    no status ids). Its natural key is the issue, the transition and the time.
+    """
+    transition = _object(payload.get("transition"), "'transition'")
+    issue = _object(payload.get("issue"), "'issue'")
+    key = _issue_key(issue)
+    if issue.get("fields") is not None and not isinstance(issue.get("fields"), dict):
+        raise PayloadError("'issue.fields' must be an object")
+    to_status = transition.get("to_status")
+    if not isinstance(to_status, str) or not to_status.strip():
+        raise PayloadError("'transition.to_status' is missing or not a string")
+    from_status = _text(transition.get("from_status"))
+    at = event_time(payload, received_at)
+    snapshot = ticket_from_issue(issue)
+    from_id = snapshot.status_id if snapshot.status == from_status else None
+    to_id = snapshot.status_id if snapshot.status == to_status else None
+    change = FieldChange("status", from_id, from_status, to_id, to_status)
+    raw_time = payload.get("timestamp")
+    when = str(int(raw_time)) if isinstance(raw_time, (int, float)) else at.isoformat()
+    transition_id = _identifier(transition.get("transitionId"), "'transition.transitionId'")
+    workflow = _identifier(transition.get("workflowId"), "'transition.workflowId'")
+    return IssueChanged(
+        event=WORKFLOW_TRANSITION,
+        at=at,
+        ticket=replace(snapshot, status=to_status, status_id=to_id),
+        issue_id=_identifier(issue.get("id"), "'issue.id'"),
+        actor=user_id(payload.get("user") if isinstance(payload.get("user"), dict) else None),
+        changes=(change,),
+        transition_key=f"transition:{key}:{workflow or ''}:{transition_id or to_status}:{when}",
+    )

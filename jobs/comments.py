@@ -13,13 +13,18 @@ from datetime import date, datetime, timedelta
 
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from sqlalchemy import select
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
+from connector.client import JiraConnector
 from connector.errors import PermanentJiraError, TransientJiraError
-from ledger.models import ApprovalWait, Comment
-from ledger.waits import add_comment
+from connector.history import jira_time
+from connector.shapes import ticket_from_issue
+from ledger.models import ApprovalWait, Comment, Intent
+from ledger.waits import add_comment, close_wait
 from rules.comment import render_comment, render_reminder
 from rules.model import Rules, Ticket, Verdict, utc_now
+from rules.waiting import ticket_waits
 from service.metrics import count
 from service.runtime import Runtime, current_runtime
 
@@ -107,10 +112,16 @@ def _post_locked(runtime: Runtime, comment_id: int) -> str:
             session.commit()
             log.info("comment.skipped", extra=extra)
             return "skipped"
+        if comment.kind == "flag" and holder_declared_intent(session, wait):
+            comment.state = "skipped"
+            comment.error = "the information holder already declared an intent"
+            session.commit()
+            log.info("comment.skipped", extra={**extra, "reason": comment.error})
+            return "skipped"
         dry_run = runtime.dry_run()
         comment.body = render_for(comment, rules, runtime.mention_style())
         comment.attempts += 1
-        if dry_run:
+        if dry_run:  # no Jira to look at: the ledger's word is all there is
             comment.state = "dry_run"
             comment.posted_at = utc_now()
             session.commit()
@@ -119,6 +130,16 @@ def _post_locked(runtime: Runtime, comment_id: int) -> str:
         session.commit()
         jira = runtime.jira()
         try:
+            moved_on = jira_says_not_waiting(jira, rules, wait)
+            if moved_on is not None:
+                # its exit never reached us: the wait ends here, inferred
+                reason, since = moved_on
+                close_wait(session, wait.ticket, since, evidence=f"before posting, {reason}")
+                comment.state = "skipped"
+                comment.error = reason
+                session.commit()
+                log.info("comment.skipped", extra={**extra, "reason": reason})
+                return "skipped"
             try:
                 jira_id = jira.find_marked_comment(wait.issue_key, comment.marker)
             except PermanentJiraError as error:
@@ -150,6 +171,36 @@ def _post_locked(runtime: Runtime, comment_id: int) -> str:
         return "posted"
 
 
+def holder_declared_intent(session: Session, wait: ApprovalWait) -> bool:
+    """Has the information holder said "I intend to …" on the ticket since the wait began?"""
+    if not wait.holder:
+        return False
+    return session.scalar(
+        select(Intent.id).where(
+            Intent.issue_key == wait.issue_key,
+            Intent.declared_at >= wait.started_at,
+            or_(Intent.author_handle == wait.holder, Intent.author == wait.holder),
+        ).limit(1)
+    ) is not None
+
+
+def jira_says_not_waiting(
+    jira: JiraConnector, rules: Rules, wait: ApprovalWait
+) -> tuple[str, datetime] | None:
+    """Look before posting: one GET of the ticket. Why not to post and since when, or None.
+
+    Since when: Jira's ``updated`` (no earlier than the exit), else now.
+    """
+    fields = ["status", "updated"] + ([rules.waiting.approver_field] if rules.waiting.approver_field else [])
+    issue = jira.issue_state(wait.issue_key, fields)
+    view = ticket_from_issue(issue)
+    if ticket_waits(rules, view):
+        return None
+    updated = jira_time((issue.get("fields") or {}).get("updated"))
+    since = updated if updated is not None and updated > wait.started_at else utc_now()
+    return f"Jira says the ticket is no longer waiting (status '{view.status}')", since
+
+
 def queue_reminders(runtime: Runtime, now: datetime | None = None) -> int:
     """Give each flagged wait still open past ``remind_after``, with no intent declared, its one reminder."""
     rules = runtime.rules.require()
@@ -164,7 +215,7 @@ def queue_reminders(runtime: Runtime, now: datetime | None = None) -> int:
                 ApprovalWait.flagged.is_(True),
                 ApprovalWait.ended_at.is_(None),
                 ApprovalWait.started_at <= due,
-                ApprovalWait.source == "webhook",
+                ApprovalWait.source.in_(("webhook", "reconcile")),
                 ApprovalWait.first_intent_at.is_(None),  # someone said "I intend to": moving
                 ~ApprovalWait.comments.any(Comment.kind == "reminder"),
             )

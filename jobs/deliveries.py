@@ -30,6 +30,7 @@ from connector.events import (
 )
 from connector.shapes import changelog_users
 from jobs.comments import enqueue_comment
+from jobs.history import SAME_TRANSITION
 from ledger.db import insert_new
 from ledger.models import Delivery, Intent, TicketRecord
 from ledger.waits import (
@@ -39,6 +40,7 @@ from ledger.waits import (
     record_change,
     ticket_row,
     update_ticket,
+    wait_began_near,
     wait_open_at,
 )
 from rules.engine import evaluate
@@ -81,20 +83,23 @@ def apply_delivery(
     event = parse_event(decode_body(body), received_at=received)
     key = getattr(event, "key", None)
     extra = {"delivery": delivery_id, "issue": key, "webhook_event": event.event}
+    transition_key = event.transition_key if isinstance(event, IssueChanged) else None
     row = insert_new(session, Delivery, {
         "delivery_id": delivery_id, "event": event.event, "issue_key": key,
         "payload_at": event.at, "received_at": received, "body": body,
-        "outcome": "received",
-    }, unique=["delivery_id"])
-    if row is None:  # recorded before: Jira's retry, or rq's
+        "outcome": "received", "transition_key": transition_key,
+    }, unique=None)
+    if row is None:  # recorded before: Jira's retry, rq's, or the same transition re-sent
         return Applied("duplicate", (), received, extra)
     comments: list[int] = []
     if isinstance(event, IssueChanged):
-        outcome, comments = apply_issue_change(session, event, rules)
+        outcome, comments = apply_issue_change(session, event, rules, delivery_id)
         if event.comment is not None:
             apply_comment(session, event.comment, rules)
     elif isinstance(event, CommentPosted):
         outcome = apply_comment(session, event, rules)
+        if event.ticket is not None:
+            apply_evidence(session, rules, event.ticket, event.at, delivery_id)
     elif isinstance(event, IssueDeleted):
         outcome = apply_delete(session, event)
     else:
@@ -134,9 +139,15 @@ def wait_transition(
 
 
 def apply_issue_change(
-    session: Session, event: IssueChanged, rules: Rules
+    session: Session, event: IssueChanged, rules: Rules, delivery_id: str = ""
 ) -> tuple[str, list[int]]:
-    """Update the ticket; open or close an approval wait; queue a comment when flagged."""
+    """Update the ticket; open or close an approval wait; queue a comment when flagged.
+
+    Evidence beats memory: when the delivery shows the ticket was not waiting just
+    before it (a changelog *from* status that is no approval status, or a snapshot
+    outside approval) while the ledger holds a wait open, that wait's exit was missed:
+    it is closed at this delivery's time, marked inferred.
+    """
     view = event.ticket
     ticket = ticket_row(session, view, event.issue_id)
     previous_assignee = ticket.assignee if ticket.updated_at and ticket.updated_at < event.at else None
@@ -146,6 +157,11 @@ def apply_issue_change(
     )
     status_change = next((c for c in event.changes if c.field_id == "status"), None)
     frm = status_change.from_string if status_change else None
+    if after and not before and wait_began_near(session, ticket, event.at, SAME_TRANSITION):
+        return "wait-known", []
+    inferred = None
+    if not before and (status_change is not None or not after) and knows_status(rules, view):
+        inferred = close_wait(session, ticket, event.at, evidence=_evidence(delivery_id, frm, view))
     if after and not before:
         record_change(session, ticket, event.at, frm, view.status, enters=True)
         handed_from = next(
@@ -163,7 +179,28 @@ def apply_issue_change(
     if before and not after:
         record_change(session, ticket, event.at, frm, view.status, enters=False)
         return ("wait-closed" if close_wait(session, ticket, event.at) else "wait-end-recorded"), []
-    return "updated", []
+    return ("wait-closed-inferred" if inferred is not None else "updated"), []
+
+
+def knows_status(rules: Rules, view: Ticket) -> bool:
+    """Does this snapshot say where the ticket is? (A cut-down issue may carry no status.)"""
+    if rules.waiting.statuses:
+        return view.status is not None or view.status_id is not None
+    return True
+
+
+def _evidence(delivery_id: str, frm: str | None, view: Ticket) -> str:
+    seen = f"came from '{frm}'" if frm is not None else f"was in '{view.status}'"
+    return f"delivery {delivery_id}: the ticket {seen}"[:255]
+
+
+def apply_evidence(session: Session, rules: Rules, view: Ticket, at: datetime, delivery_id: str) -> None:
+    """A delivery's snapshot showing the ticket outside approval ends the wait the ledger holds."""
+    if not rules.waiting.statuses or not knows_status(rules, view) or ticket_waits(rules, view):
+        return  # a cut-down issue carries no approver field: only a status is evidence
+    ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == view.key))
+    if ticket is not None:
+        close_wait(session, ticket, at, evidence=_evidence(delivery_id, None, view))
 
 
 def _comment_ticket(session: Session, event: CommentPosted) -> TicketRecord | None:

@@ -256,6 +256,28 @@ def scheduler(every: int, once: bool) -> None:
 
 
 @main.command()
+def reconcile() -> None:
+    """Reconcile the ledger with Jira now: close waits that ended, open waits never seen."""
+    from connector.errors import JiraError
+    from jobs.reconcile import reconcile as run_reconcile
+
+    settings = Settings.from_env()
+    require_rules(settings)
+    if not settings.jira_url:
+        raise click.ClickException("reconcile asks Jira: set JIRA_URL (and its credentials)")
+    configure_logging(settings)
+    runtime = Runtime.build(settings, migrate=settings.migrate_on_start)
+    try:
+        with runtime.activate():
+            done = run_reconcile(runtime)
+    except JiraError as error:
+        raise click.ClickException(f"Jira refused the reconciliation: {error}") from None
+    finally:
+        runtime.engine.dispose()
+    click.echo(str(done))
+
+
+@main.command()
 def demo() -> None:
     """Replay bundled sample webhooks through the whole system in a scratch home (dry-run).
 

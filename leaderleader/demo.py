@@ -12,8 +12,8 @@ import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from flask import Flask
 from rq import SimpleWorker
 from sqlalchemy import select
 
@@ -32,7 +32,7 @@ def sample_files() -> list[Path]:
 
 
 def run_demo(echo: Callable[[str], object]) -> int:
-    """Replay every sample in a scratch home, run the worker until the queue is empty, print.
+    """Replay every sample in a scratch home, with the worker after each, and print the result.
 
     Nothing configured is read or touched: not ``LEADERLEADER_HOME``, ``DATABASE_URL``,
     ``REDIS_URL`` or Jira. The scratch home holds its own SQLite ledger and embedded Redis
@@ -45,12 +45,14 @@ def run_demo(echo: Callable[[str], object]) -> int:
         runtime: Runtime | None = None
         try:
             runtime = Runtime.build(settings, connection=embedded.connection)
-            app = create_app(runtime=runtime)
-            _replay(app, settings, echo)
+            client = create_app(runtime=runtime).test_client()
             with runtime.activate():
-                SimpleWorker([runtime.queue], connection=runtime.redis).work(
-                    burst=True, logging_level="WARNING"
-                )
+                for path in sample_files():
+                    # one at a time, worker included: the intent answers a comment already made
+                    _post(client, settings.webhook_secret or "", path, echo)
+                    SimpleWorker([runtime.queue], connection=runtime.redis).work(
+                        burst=True, logging_level="WARNING"
+                    )
                 _report(runtime, echo)
         finally:
             if runtime is not None:
@@ -59,18 +61,15 @@ def run_demo(echo: Callable[[str], object]) -> int:
     return 0
 
 
-def _replay(app: Flask, settings: Settings, echo: Callable[[str], object]) -> None:
-    """POST each sample to the webhook endpoint, signed as Jira signs it."""
-    client = app.test_client()
-    secret = settings.webhook_secret or ""
-    for path in sample_files():
-        body = path.read_bytes()
-        headers = {"X-Atlassian-Webhook-Identifier": f"demo-{path.stem}",
-                   "X-Hub-Signature": sign(secret, body)}
-        response = client.post("/webhooks/jira", data=body, headers=headers,
-                               content_type="application/json")
-        event = json.loads(body).get("webhookEvent")
-        echo(f"POST /webhooks/jira  {path.name:<58} {response.status_code} ({event})")
+def _post(client: Any, secret: str, path: Path, echo: Callable[[str], object]) -> None:
+    """POST one sample to the webhook endpoint, signed as Jira signs it."""
+    body = path.read_bytes()
+    headers = {"X-Atlassian-Webhook-Identifier": f"demo-{path.stem}",
+               "X-Hub-Signature": sign(secret, body)}
+    response = client.post("/webhooks/jira", data=body, headers=headers,
+                           content_type="application/json")
+    event = json.loads(body).get("webhookEvent")
+    echo(f"POST /webhooks/jira  {path.name:<58} {response.status_code} ({event})")
 
 
 def _report(runtime: Runtime, echo: Callable[[str], object]) -> None:

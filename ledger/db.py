@@ -56,8 +56,10 @@ def _cut_to_fit(session: Session, _context: Any, _instances: Any) -> None:
                 setattr(obj, attribute.key, fitted)
 
 
-def insert_new(session: Session, model: Any, values: dict[str, Any], unique: list[str]) -> Any:
+def insert_new(session: Session, model: Any, values: dict[str, Any], unique: list[str] | None) -> Any:
     """INSERT a row unless one with the same ``unique`` key exists; its id, or None.
+
+    ``unique=None``: unless the row conflicts with any of the table's unique keys.
 
     One statement (``ON CONFLICT DO NOTHING RETURNING id``) instead of a savepoint
     around an ORM insert: this is on every delivery's path. Text is cut to fit its
@@ -71,6 +73,8 @@ def insert_new(session: Session, model: Any, values: dict[str, Any], unique: lis
     fitted = {name: fit(table.c[name].type, value) for name, value in values.items()}
     statement = (insert(table).values(**fitted)
                  .on_conflict_do_nothing(index_elements=unique).returning(table.c.id))
+    if unique is None:
+        statement = insert(table).values(**fitted).on_conflict_do_nothing().returning(table.c.id)
     return session.scalar(statement)
 
 

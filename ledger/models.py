@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -44,6 +45,10 @@ class Delivery(Base):
     processed_at: Mapped[datetime | None]
     outcome: Mapped[str] = mapped_column(String(32), default="received")
     body: Mapped[str] = mapped_column(Text)
+    #: the transition's natural key (changelog id, or issue + transition + time for a
+    #: workflow post-function): the same transition under another delivery id is a repeat
+    transition_key: Mapped[str | None] = mapped_column(
+        String(200), unique=True, index=True)
 
 
 class TicketRecord(Base):
@@ -132,6 +137,9 @@ class ApprovalWait(Base):
     rules_digest: Mapped[str | None] = mapped_column(String(64))
     first_intent_at: Mapped[datetime | None]
     source: Mapped[str] = mapped_column(String(16), default="webhook")
+    #: the end was inferred from evidence (the ticket seen elsewhere), not seen as a transition
+    end_inferred: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    end_evidence: Mapped[str | None] = mapped_column(String(255))
 
     ticket: Mapped[TicketRecord] = relationship(back_populates="waits")
     comments: Mapped[list[Comment]] = relationship(back_populates="wait")

@@ -7,7 +7,7 @@ from arrival order.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -125,6 +125,8 @@ def open_wait(
     )
     if existing is not None:
         return None
+    seen_end = _end_after(session, ticket, at)
+    moved_on = None if seen_end is not None else _moved_on_after(session, ticket, at, rules)
     wait = ApprovalWait(
         ticket_id=ticket.id,
         issue_key=ticket.key,
@@ -132,7 +134,9 @@ def open_wait(
         team=verdict.holder_team,
         status=snapshot.status,
         started_at=at,
-        ended_at=_end_after(session, ticket, at) or _moved_on_after(session, ticket, at, rules),
+        ended_at=seen_end or moved_on,
+        end_inferred=moved_on is not None,
+        end_evidence="the ledger already held the ticket elsewhere" if moved_on else None,
         approver=verdict.approver,
         approver_level=verdict.approver_level,
         holder=verdict.holder,
@@ -155,18 +159,47 @@ def open_wait(
     return wait
 
 
-def close_wait(session: Session, ticket: TicketRecord, at: datetime) -> ApprovalWait | None:
-    """End the episode that was open at ``at`` (unless a known earlier end exists)."""
+def close_wait(
+    session: Session, ticket: TicketRecord, at: datetime, *, evidence: str | None = None
+) -> ApprovalWait | None:
+    """End the episode that was open at ``at`` (unless a known earlier end exists).
+
+    ``evidence`` marks the end as inferred (the ticket was seen elsewhere at ``at``; its
+    exit itself never arrived) and says what showed it. A later-arriving exit never
+    moves an end that is already earlier; an exit seen at the very time of an inferred
+    end turns it into a seen one.
+    """
     wait = session.scalar(
         select(ApprovalWait)
         .where(ApprovalWait.ticket_id == ticket.id, ApprovalWait.started_at < at)
         .order_by(ApprovalWait.started_at.desc())
         .limit(1)
     )
-    if wait is None or (wait.ended_at is not None and wait.ended_at <= at):
+    if wait is None:
+        return None
+    if wait.ended_at is not None and wait.ended_at <= at:
+        if wait.ended_at == at and wait.end_inferred and evidence is None:
+            wait.end_inferred, wait.end_evidence = False, None
         return None
     wait.ended_at = at
+    wait.end_inferred = evidence is not None
+    wait.end_evidence = evidence[:255] if evidence else None
     return wait
+
+
+def wait_began_near(session: Session, ticket: TicketRecord, at: datetime, within: timedelta) -> bool:
+    """Is a wait recorded as beginning within ``within`` of ``at``?
+
+    The same entry reported by two kinds of webhook (a workflow post-function and an
+    issue event), or by a webhook and Jira's changelog, carries times a little apart
+    and no common key.
+    """
+    return session.scalar(
+        select(ApprovalWait.id).where(
+            ApprovalWait.ticket_id == ticket.id,
+            ApprovalWait.started_at.between(at - within, at + within),
+        ).limit(1)
+    ) is not None
 
 
 def wait_open_at(session: Session, ticket_id: int, at: datetime) -> ApprovalWait | None:

@@ -37,8 +37,15 @@ def field_approvers(rules: Rules, fields: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def is_waiting(rules: Rules, status: Any, status_id: Any, approvers: Iterable[str]) -> bool:
-    """Waiting for approval: in a waiting status, or with someone in the approver field."""
-    return status_waits(rules, status, status_id) or any(True for _ in approvers)
+    """Waiting for approval: in one of the rules' waiting statuses.
+
+    The approver field only says *who* approves: Jira leaves it filled after the
+    decision, so a filled field is no wait by itself. Only a rules file that names no
+    statuses at all has nothing else to go by; there a filled field is the wait.
+    """
+    if rules.waiting.statuses:
+        return status_waits(rules, status, status_id)
+    return any(True for _ in approvers)
 
 
 def ticket_waits(rules: Rules, ticket: Ticket) -> bool:

@@ -27,6 +27,8 @@ _COUNTER_HELP = {
     "deliveries": ("Webhook deliveries by outcome at the door", "outcome"),
     "processed": ("Deliveries processed by the worker, by outcome", "outcome"),
     "comments": ("Comments by final state (posted, dry_run, failed, skipped)", "state"),
+    "reconcile": ("Reconciliation rounds: their cost (rounds, keys, jira_calls, seconds) and "
+                  "findings (closed, opened, flagged, missing)", "what"),
 }
 
 
@@ -34,6 +36,17 @@ def count(connection: redis.Redis | redis.client.Pipeline, name: str, label: str
     """Add one to ``name{label}``; a metrics hiccup never fails the caller."""
     try:
         connection.hincrby(COUNTERS, f"{name}|{label}", 1)
+    except redis.RedisError:
+        log.warning("metrics.write_failed", extra={"metric": name})
+
+
+def add(connection: redis.Redis, name: str, label: str, amount: float) -> None:
+    """Add ``amount`` to ``name{label}`` (a count of things, or seconds spent)."""
+    try:
+        if isinstance(amount, int):
+            connection.hincrby(COUNTERS, f"{name}|{label}", amount)
+        else:
+            connection.hincrbyfloat(COUNTERS, f"{name}|{label}", amount)
     except redis.RedisError:
         log.warning("metrics.write_failed", extra={"metric": name})
 

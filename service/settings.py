@@ -133,6 +133,8 @@ class Settings:
     #: how often a worker checks its rq scheduler (restarting it after a Redis outage) and
     #: cleans rq's registries (rq's own default is 10 minutes)
     worker_maintenance_seconds: int = 30
+    #: seconds between reconciliation rounds with Jira (0: never)
+    reconcile_seconds: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -142,6 +144,9 @@ class Settings:
             raise ConfigError(f"JIRA_DEPLOYMENT must be cloud or server, not {deployment!r}")
         production = _flag(env, "LEADERLEADER_PRODUCTION", False)
         max_body_bytes = _int(env, "LEADERLEADER_MAX_BODY_BYTES", 5 * 1024 * 1024)
+        reconcile_seconds = _int(env, "LEADERLEADER_RECONCILE_SECONDS", 3600)
+        if reconcile_seconds < 0:
+            raise ConfigError("LEADERLEADER_RECONCILE_SECONDS must be 0 (never) or a number of seconds")
         if max_body_bytes < 1:
             raise ConfigError("LEADERLEADER_MAX_BODY_BYTES must be a positive number of bytes")
         settings = cls(
@@ -170,6 +175,7 @@ class Settings:
             queue_name=env.get("LEADERLEADER_QUEUE") or "leaderleader",
             backlog_max_age_seconds=_int(env, "LEADERLEADER_BACKLOG_MAX_AGE", 300),
             worker_maintenance_seconds=max(1, _int(env, "LEADERLEADER_WORKER_MAINTENANCE", 30)),
+            reconcile_seconds=reconcile_seconds,
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -89,6 +89,8 @@ class FakeJira:
         self.drop_properties = False
         self.reject_properties = False
         self.report_deployment = True
+        #: the site's status names and ids, lower-cased (None: any status exists)
+        self.known_statuses: set[str] | None = None
         self.issues: dict[str, dict[str, Any]] = {}
         self._comments: dict[str, list[dict[str, Any]]] = {}
         self._ids = itertools.count(10001)
@@ -194,6 +196,13 @@ class FakeJira:
         project = re.search(r"project\s*=\s*\"?(\w+)", jql, re.IGNORECASE)
         if project:
             keys = [k for k in keys if k.startswith(project.group(1).upper() + "-")]
+        keys, unknown = self._jql_in_clauses(jql, keys)
+        wrong = [v for v in self._jql_list(jql, "status") or []
+                 if self.known_statuses is not None and v.lower() not in self.known_statuses]
+        if wrong:
+            return _error(400, f"The value '{wrong[0]}' does not exist for the field 'status'.")
+        if unknown and str(args.get("validateQuery") or "").lower() != "warn":
+            return _error(400, f"An issue with key '{unknown[0]}' does not exist for field 'key'.")
         expand = str(args.get("expand") or "")
         if cloud:
             start = int(args.get("nextPageToken") or 0)
@@ -208,6 +217,31 @@ class FakeJira:
         else:
             body.update(startAt=start, maxResults=limit, total=len(keys))
         return jsonify(body)
+
+    # -- JQL ``key in (…)``, ``status in (…)``, ``project in (…)`` ------------------------
+    @staticmethod
+    def _jql_list(jql: str, field: str) -> list[str] | None:
+        match = re.search(rf"\b{field}\s+in\s*\(([^)]*)\)", jql, re.IGNORECASE)
+        if match is None:
+            return None
+        return [v.strip().strip('"').strip("'") for v in match.group(1).split(",") if v.strip()]
+
+    def _jql_in_clauses(self, jql: str, keys: list[str]) -> tuple[list[str], list[str]]:
+        """Keys that pass the ``in`` clauses, and the asked-for keys Jira does not have."""
+        unknown: list[str] = []
+        wanted = self._jql_list(jql, "key")
+        if wanted is not None:
+            unknown = [k for k in wanted if k not in self.issues]
+            keys = [k for k in keys if k in set(wanted)]
+        statuses = self._jql_list(jql, "status")
+        if statuses is not None:
+            lowered = {v.lower() for v in statuses}
+            keys = [k for k in keys if {str((self.issues[k]["fields"].get("status") or {}).get(a) or "").lower()
+                                        for a in ("name", "id")} & lowered]
+        projects = self._jql_list(jql, "project")
+        if projects is not None:
+            keys = [k for k in keys if k.rsplit("-", 1)[0] in {p.upper() for p in projects}]
+        return keys, unknown
 
     def _build(self) -> Flask:
         app = Flask("fakejira")

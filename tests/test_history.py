@@ -173,7 +173,8 @@ def _approver(frm: str | None, to: str | None) -> dict:
 
 @pytest.mark.parametrize("deployment", ["Cloud", "Server"])
 def test_backfill_reads_status_ids_and_the_approver_field_as_they_were(deployment, database_url, tmp_path):
-    """A status named by id, and the approver field's value when the wait began (SPEC §5)."""
+    """A status named by id, and the approver field's value when the wait began (SPEC §5);
+    the approver field alone makes no wait while the file names statuses."""
     from service.settings import EXAMPLE_RULES
 
     dc = deployment == "Server"
@@ -212,7 +213,7 @@ def test_backfill_reads_status_ids_and_the_approver_field_as_they_were(deploymen
     assert got == [
         ("PAY-1", "Pending CFO", 2, 9, 12, "bob", False),  # waits on its assignee, bob: no flag
         ("PAY-2", "Awaiting Approval", 3, 9, 11, "carol", True),  # carol when it began
-        ("PAY-3", "In Progress", 4, 9, 13, "dana", True),
+        # PAY-3 never entered an approval status: a filled approver field is no wait
     ]
 
 
@@ -282,3 +283,29 @@ def _waits_of(database_url: str, key: str) -> list[ApprovalWait]:
         waits = list(session.scalars(select(ApprovalWait).where(ApprovalWait.issue_key == key)))
     engine.dispose()
     return waits
+
+
+def test_in_and_out_of_approval_with_the_approver_field_filled_is_one_wait_per_stay(
+    fake_jira, database_url
+):
+    """Jira leaves the approver field filled: each stay in the approval status is a wait."""
+    waiting, progress = ("Awaiting Approval", "10050"), ("In Progress", "3")
+    histories = [{"id": "1", "created": "2026-05-01T09:00:00.000+0000",
+                  "items": [_approver(None, DANA)]}]
+    for day in range(2, 14):  # twelve round trips, the field set all along
+        histories.append({"id": str(2 * day), "created": f"2026-05-{day:02d}T09:00:00.000+0000",
+                          "items": [_status(progress, waiting, False)]})
+        histories.append({"id": str(2 * day + 1), "created": f"2026-05-{day:02d}T11:00:00.000+0000",
+                          "items": [_status(waiting, progress, False)]})
+    fake_jira.add_issue("PAY-9", {
+        "summary": "back and forth", "project": {"key": "PAY"}, "issuetype": {"name": "Task"},
+        "labels": ["deploy"], "status": {"name": "In Progress", "id": "3"},
+        "assignee": {"accountId": BOB}, "reporter": {"accountId": BOB},
+        "customfield_10050": {"accountId": DANA}, "created": "2026-05-01T08:00:00.000+0000",
+        "updated": "2026-05-13T11:00:00.000+0000"}, histories)
+    result = CliRunner().invoke(main, ["backfill", "--jql", "project = PAY"],
+                                env=_env(fake_jira, database_url))
+    assert result.exit_code == 0, result.output
+    waits = _waits(database_url)
+    assert [(w.started_at.day, w.started_at.hour, w.ended_at.hour, w.approver) for w in
+            sorted(waits, key=lambda w: w.started_at)] == [(d, 9, 11, "dana") for d in range(2, 14)]

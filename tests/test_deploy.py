@@ -195,6 +195,14 @@ def test_cli_mistakes_end_in_one_line_not_a_traceback(tmp_path, env, words, says
     assert "pw-zz9" not in result.stderr
 
 
+def _close_one(server: socket.socket) -> None:
+    """Take one connection and close it at once (a server that speaks no TLS)."""
+    try:
+        server.accept()[0].close()
+    except OSError:  # the test ended (and closed the server) before anyone connected
+        pass
+
+
 @pytest.mark.parametrize(("url", "cause"), [
     ("http://127.0.0.1:1", "connection refused"),
     ("http://no-such-host.invalid", "DNS cannot resolve no-such-host.invalid"),
@@ -206,7 +214,7 @@ def test_a_wrong_or_unreachable_jira_url_is_named_with_its_cause_within_seconds(
         tmp_path, url, cause, words):
     with socket.create_server(("127.0.0.1", 0)) as plain:  # speaks no TLS: closes the handshake
         url = url.replace("{tls}", f"127.0.0.1:{plain.getsockname()[1]}")
-        threading.Thread(target=lambda: plain.accept()[0].close(), daemon=True).start()
+        threading.Thread(target=_close_one, args=(plain,), daemon=True).start()
         started = time.monotonic()
         result = _run_cli(tmp_path, {"JIRA_URL": url, "JIRA_USER": "bot@acme.example",
                                      "JIRA_API_TOKEN": "t0ken-zz9"}, *words)

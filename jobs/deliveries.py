@@ -28,10 +28,11 @@ from connector.events import (
     decode_body,
     parse_event,
 )
-from connector.shapes import changelog_users
+from connector.shapes import changelog_users, users_seen
 from jobs.comments import enqueue_comment
 from ledger.db import insert_new
-from ledger.models import Delivery, Intent, TicketRecord
+from ledger.models import ApprovalWait, Delivery, Intent, TicketRecord
+from ledger.people import remember_users, username_for_key
 from ledger.waits import (
     add_comment,
     close_wait,
@@ -78,7 +79,8 @@ def apply_delivery(
 ) -> Applied:
     """Apply one webhook delivery to the ledger in ``session``; the caller commits."""
     received = datetime.fromisoformat(received_at)
-    event = parse_event(decode_body(body), received_at=received)
+    payload = decode_body(body)
+    event = parse_event(payload, received_at=received)
     key = getattr(event, "key", None)
     extra = {"delivery": delivery_id, "issue": key, "webhook_event": event.event}
     row = insert_new(session, Delivery, {
@@ -89,6 +91,8 @@ def apply_delivery(
     if row is None:  # recorded before: Jira's retry, or rq's
         return Applied("duplicate", (), received, extra)
     comments: list[int] = []
+    # names to show for people missing from the rules file; Data Center keys to usernames
+    remember_users(session, users_seen(payload), event.at)
     if isinstance(event, IssueChanged):
         outcome, comments = apply_issue_change(session, event, rules)
         if event.comment is not None:
@@ -151,6 +155,8 @@ def apply_issue_change(
         handed_from = next(
             (c.from_id for c in event.changes if c.field_id == "assignee"), previous_assignee
         )
+        # Data Center changelogs may name the user by key: the rules file knows usernames
+        handed_from = username_for_key(session, handed_from)
         snapshot = replace(view, assignee_before_approval=handed_from)
         verdict = evaluate(rules, snapshot)
         wait = open_wait(session, ticket, event.at, snapshot, verdict, rules)
@@ -192,6 +198,7 @@ def apply_comment(session: Session, event: CommentPosted, rules: Rules) -> str:
         return "intent-updated"
     wait = wait_open_at(session, ticket.id, event.at)
     person = rules.person_by_jira(event.author)
+    own = wait is not None and is_approver(wait, event.author, person.handle if person else None)
     session.add(
         Intent(
             wait_id=wait.id if wait else None,
@@ -199,13 +206,26 @@ def apply_comment(session: Session, event: CommentPosted, rules: Rules) -> str:
             jira_comment_id=event.comment_id,
             author=event.author,
             author_handle=person.handle if person else None,
+            author_level=person.level if person else None,
+            by_approver=own,
             body=event.body,
             declared_at=event.at,
         )
     )
-    if wait is not None and (wait.first_intent_at is None or event.at < wait.first_intent_at):
+    if wait is None:
+        return "intent-no-wait"
+    if own:  # "I intend to approve" from the approver: no decision moved closer to the work
+        return "intent-by-approver"
+    if wait.first_intent_at is None or event.at < wait.first_intent_at:
         wait.first_intent_at = event.at
     return "intent"
+
+
+def is_approver(wait: ApprovalWait, author: str | None, handle: str | None) -> bool:
+    """Is the comment's author one of the approvers the wait was waiting on?"""
+    approvers = (wait.verdict or {}).get("approvers") or []
+    return bool(author) and (author in approvers or author == wait.approver) or (
+        handle is not None and handle == wait.approver)
 
 
 def apply_delete(session: Session, event: IssueDeleted) -> str:

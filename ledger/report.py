@@ -23,8 +23,10 @@ Definitions (the README's report section repeats them for managers):
   the bounds for rows written around the ORM).
 * **Trend** groups the episodes that *started* inside the window by the ISO week of
   ``started_at`` (Monday to Sunday, UTC), gaps filled with empty weeks.
-* **Intents**: ``Intent`` rows declared in ``[since, until)``; ``ended_after_intent``:
-  episodes in the window with ``first_intent_at`` and ``ended_at`` both set.
+* **Intents**: ``Intent`` rows declared in ``[since, until)`` by someone other than the
+  wait's approver; ``ended_after_intent``: episodes in the window with
+  ``first_intent_at`` (the first such intent written while the episode was open) and
+  ``ended_at`` both set.
 
 All figures in hours are floats rounded to 2 decimals; times are naive UTC.
 """
@@ -43,6 +45,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ledger.models import ApprovalWait as W
 from ledger.models import Intent, TicketRecord
+from ledger.people import display_names
 
 #: Dimensions the report breaks figures down by: JSON key -> grouping columns.
 DIMENSIONS: dict[str, tuple[Any, ...]] = {
@@ -252,13 +255,19 @@ def unmapped(
     )
     rows = [(str(row.value), row.episodes, row.last_seen) for row in session.execute(query)
             if row.value and str(row.value) not in known_jira_ids]
-    return [{"jira_id": jira_id, "episodes": count, "last_seen": to_datetime(last).isoformat()}
+    names = display_names(session, [row[0] for row in rows])
+    return [{"jira_id": jira_id, "name": names.get(jira_id), "episodes": count,
+             "last_seen": to_datetime(last).isoformat()}
             for jira_id, count, last in sorted(rows, key=lambda item: (-item[1], item[0]))]
 
 
 def intents(session: Session, window: Window) -> int:
-    """Intents declared in ``[since, until)``; project and team come from their episode."""
-    query = select(func.count(Intent.id)).outerjoin(W, Intent.wait_id == W.id)
+    """Intents declared in ``[since, until)`` by someone other than the wait's approver.
+
+    Project and team come from their episode.
+    """
+    query = (select(func.count(Intent.id)).outerjoin(W, Intent.wait_id == W.id)
+             .where(Intent.by_approver.is_(False)))  # the approver's own is not delegated
     if window.since is not None:
         query = query.where(Intent.declared_at >= window.since)
     if window.until is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -170,10 +170,15 @@ def close_wait(session: Session, ticket: TicketRecord, at: datetime) -> Approval
 
 
 def wait_open_at(session: Session, ticket_id: int, at: datetime) -> ApprovalWait | None:
-    """The episode a comment made at ``at`` belongs to (the open one, or the one then open)."""
+    """The episode that was open at ``at`` (a comment's time), if any.
+
+    A comment written after the latest episode ended belongs to no episode: it is not
+    an answer to a wait that was already over.
+    """
     return session.scalar(
         select(ApprovalWait)
-        .where(ApprovalWait.ticket_id == ticket_id, ApprovalWait.started_at <= at)
+        .where(ApprovalWait.ticket_id == ticket_id, ApprovalWait.started_at <= at,
+               or_(ApprovalWait.ended_at.is_(None), ApprovalWait.ended_at > at))
         .order_by(ApprovalWait.started_at.desc())
         .limit(1)
     )

@@ -60,8 +60,15 @@ def approval_decided(rules: Rules, fields: Mapping[str, Any]) -> str | None:
 
 
 def is_waiting(rules: Rules, status: Any, status_id: Any, approvers: Iterable[str]) -> bool:
-    """Waiting for approval: in a waiting status, or with someone in the approver field."""
-    return status_waits(rules, status, status_id) or any(True for _ in approvers)
+    """Waiting for approval: in a waiting status (SPEC §5).
+
+    The approver field only says who approves (Jira, and JSM's Approvals field, stay
+    filled after the decision); only in rules that list no statuses at all does a
+    filled field make a wait.
+    """
+    if rules.waiting.statuses:
+        return status_waits(rules, status, status_id)
+    return any(True for _ in approvers)
 
 
 def ticket_waits(rules: Rules, ticket: Ticket) -> bool:

@@ -212,7 +212,7 @@ def test_backfill_reads_status_ids_and_the_approver_field_as_they_were(deploymen
     assert got == [
         ("PAY-1", "Pending CFO", 2, 9, 12, "bob", False),  # waits on its assignee, bob: no flag
         ("PAY-2", "Awaiting Approval", 3, 9, 11, "carol", True),  # carol when it began
-        ("PAY-3", "In Progress", 4, 9, 13, "dana", True),
+        # PAY-3: an approver field filled outside the approval statuses makes no wait (SPEC §5)
     ]
 
 

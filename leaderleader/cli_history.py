@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import contextmanager
 
 import click
 
 from leaderleader.cli_rules import rules_or_exit, settings_or_exit
-from rules.model import utc_now
+from rules.model import Rules, Verdict, utc_now
 from service.settings import Settings
 
 
@@ -32,7 +33,7 @@ def backfill(jql: str, since: str | None, page_size: int) -> None:
     """Import approval history from Jira into the ledger. Posts nothing; safe to re-run."""
     from connector.errors import JiraError
     from jobs.history import backfill as run_backfill
-    from jobs.history import parse_since, since_clause
+    from jobs.history import parse_since, since_clause, user_resolver
     from service.runtime import jira_connector
 
     settings = settings_or_exit()
@@ -51,7 +52,7 @@ def backfill(jql: str, since: str | None, page_size: int) -> None:
     try:
         with _sessions(settings) as sessions:
             issues = jira.search_issues(f"{query} ORDER BY created ASC", page_size=page_size)
-            progress = run_backfill(sessions, issues, rules)
+            progress = run_backfill(sessions, issues, rules, resolve=user_resolver(jira, rules))
             with click.progressbar(progress, label="importing", show_pos=True,
                                    item_show_func=lambda c: f"{c.waits} waits" if c else None) as bar:
                 for counts in bar:  # noqa: B007 - the last counts are the totals
@@ -75,6 +76,7 @@ def simulate(since: str | None, show_all: bool) -> None:
     """Run the current rules over the ledger's history: what would have been flagged."""
     from jobs.history import parse_since
     from jobs.history import simulate as replay
+    from ledger.people import display_names
 
     settings = settings_or_exit()
     start = None
@@ -86,16 +88,54 @@ def simulate(since: str | None, show_all: bool) -> None:
     rules = rules_or_exit(settings)
     with _sessions(settings) as sessions, sessions() as session:
         replayed = replay(session, rules, start)
+        people = {p for r in replayed for p in (r.verdict.approver, *r.verdict.unmapped) if p}
+        names = display_names(session, people)
     flagged = [r for r in replayed if r.verdict.flagged]
-    changed = sum(1 for r in replayed if r.verdict.flagged != r.was_flagged)
+    differ = [r for r in replayed if r.verdict.flagged != r.was_flagged]
     for r in replayed if show_all else flagged:
-        mark = "FLAG" if r.verdict.flagged else "ok  "
-        decider = r.verdict.decider or "-"
-        click.echo(
-            f"{mark} {r.key:<10} {r.started_at:%Y-%m-%d %H:%M}  waits on {r.verdict.approver} "
-            f"({r.verdict.approver_level}); rule {r.verdict.rule!r}; suggested {decider}"
-        )
+        click.echo(f"{_mark(r.verdict)} {r.key:<10} {r.started_at:%Y-%m-%d %H:%M}  "
+                   + _line(r.verdict, rules, names))
     click.echo(
         f"{len(replayed)} wait(s): {len(flagged)} would be flagged by these rules; "
-        f"{changed} verdict(s) differ from when they were recorded"
+        f"{len(differ)} verdict(s) differ from when they were recorded"
     )
+    for r in differ:
+        then, now = ("flagged" if f else "not flagged" for f in (r.was_flagged, r.verdict.flagged))
+        click.echo(f"  {r.key:<10} {r.started_at:%Y-%m-%d %H:%M}  was {then}, now {now} "
+                   f"({_mark(r.verdict)}: {_line(r.verdict, rules, names)})")
+
+
+def _mark(verdict: Verdict) -> str:
+    """One word for a replayed verdict; an unmapped or unassigned wait is not "ok"."""
+    if verdict.flagged:
+        return "FLAG"
+    if not verdict.waiting:
+        return "not-waiting"
+    if verdict.approver is None:
+        return "no-approver"
+    if verdict.unmapped:
+        return "unmapped"
+    return "ok"
+
+
+def _line(verdict: Verdict, rules: Rules, names: Mapping[str, str]) -> str:
+    """Who it waits on, the rule, the suggestion: names, never a bare Python None."""
+    def who(handle: str | None, level: str | None) -> str:
+        person = rules.people.get(handle or "")
+        if person is not None:
+            return f"{person.name} ({level or person.level})"
+        if handle is None:
+            return "nobody"
+        shown = f"{names[handle]} ({handle})" if handle in names else handle
+        return f"{shown}, not in the rules file"
+
+    if not verdict.waiting:
+        return "waits for no approval"
+    waits_on = who(verdict.approver, verdict.approver_level) if verdict.approver else (
+        "nobody (no approver named, unassigned)")
+    rule = f"rule {verdict.rule!r}" if verdict.rule else "no decision rule matches"
+    decider = who(verdict.decider, verdict.decider_level) if verdict.decider else "nobody"
+    missing = [m for m in verdict.unmapped if m != verdict.approver]
+    extra = "; not in the rules file: " + ", ".join(
+        f"{names[m]} ({m})" if m in names else m for m in missing) if missing else ""
+    return f"waits on {waits_on}; {rule}; suggested {decider}{extra}"

@@ -68,6 +68,22 @@ class FakeJira:
         self.requests: list[tuple[str, str]] = []
         self.jqls: list[str] = []  # the JQL of every search, as sent
         self.posted_at: dict[str, float] = {}  # comment id -> when it was stored (epoch s)
+        self.users: list[dict[str, Any]] = []
+        self.statuses: list[dict[str, Any]] = [
+            {"id": sid, "name": name, "statusCategory": {"key": category}}
+            for sid, name, category in (("1", "Open", "new"), ("3", "In Progress", "indeterminate"),
+                                        ("10002", "Waiting for approval", "indeterminate"),
+                                        ("10050", "Awaiting Approval", "indeterminate"),
+                                        ("10051", "Pending Sign-off", "indeterminate"),
+                                        ("10001", "Done", "done"))]
+        self.fields: list[dict[str, Any]] = [
+            {"id": "summary", "name": "Summary", "custom": False, "schema": {"type": "string"}},
+            {"id": "customfield_10050", "name": "Approvers", "custom": True,
+             "schema": {"type": "array", "items": "user",
+                        "custom": "com.atlassian.jira.plugin.system.customfieldtypes:multiuserpicker"}},
+            {"id": "customfield_10010", "name": "Approvals", "custom": True,
+             "schema": {"type": "sd-approvals", "custom": "com.atlassian.servicedesk.approvals-plugin:sd-approvals"}},
+        ]
         self.url = ""
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -115,6 +131,47 @@ class FakeJira:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # -- users, statuses and fields (``rules check --against-jira``, DC user keys) ----------
+    def add_user(self, display_name: str, *, account_id: str | None = None,
+                 name: str | None = None, key: str | None = None) -> None:
+        """A user Jira knows: Cloud by accountId, Server/Data Center by username and key."""
+        if self.deployment == "Cloud":
+            self.users.append({"accountId": account_id or name, "displayName": display_name,
+                               "accountType": "atlassian", "active": True})
+        else:
+            self.users.append({"name": name, "key": key or name, "displayName": display_name,
+                               "active": True})
+
+    def _find_user(self, args: Any) -> dict[str, Any] | None:
+        lookups = (("accountId", "accountId"), ("username", "name"), ("key", "key"))
+        for param, attribute in lookups:
+            wanted = args.get(param)
+            if wanted:
+                return next((u for u in self.users if u.get(attribute) == wanted), None)
+        return None
+
+    def _add_metadata_routes(self, app: Flask) -> None:
+        fake = self
+
+        @app.get("/rest/api/2/user")
+        def get_user() -> Any:
+            if not any(request.args.get(p) for p in ("accountId", "username", "key")):
+                return _error(400, "The username query parameter was not provided")
+            if fake.deployment == "Cloud" and not request.args.get("accountId"):
+                return _error(400, "The accountId query parameter needs to be provided")
+            user = fake._find_user(request.args)
+            if user is None:
+                return _error(404, "The user named '{0}' does not exist")
+            return jsonify(user)
+
+        @app.get("/rest/api/2/status")
+        def list_statuses() -> Any:
+            return jsonify(fake.statuses)
+
+        @app.get("/rest/api/2/field")
+        def list_fields() -> Any:
+            return jsonify(fake.fields)
 
     # -- the HTTP API -----------------------------------------------------------------
     def _fault(self) -> Fault | None:
@@ -211,6 +268,8 @@ class FakeJira:
             if not fake.report_deployment:
                 info.pop("deploymentType")
             return jsonify(info)
+
+        fake._add_metadata_routes(app)
 
         @app.get("/rest/api/2/myself")
         def myself() -> Any:

@@ -116,6 +116,25 @@ def normalise_approvals(approvals: list[Any]) -> dict[str, Any]:
     }
 
 
+def approval_during(value: Any, start_ms: float, end_ms: float | None) -> dict[str, Any] | None:
+    """For a past wait: the JSM approval it waited on, as it stood when the wait began.
+
+    The latest approval created by the wait's end (a minute's slack for clocks) and not
+    completed before it began; every approver of it was then still to answer.
+    """
+    if not isinstance(value, list):
+        return None
+    slack = 60_000.0
+    steps = [a for a in value if _is_approval(a)
+             and (end_ms is None or (_approval_time(a.get("createdDate")) or 0.0) <= end_ms + slack)
+             and (_approval_time(a.get("completedDate")) or start_ms) >= start_ms - slack]
+    if not steps:
+        return None
+    current = max(steps, key=lambda a: _approval_time(a.get("createdDate")) or 0.0)
+    approval = normalise_approvals([current])
+    return {**approval, "decision": PENDING, "pending": approval["approvers"]}
+
+
 def normalise_field(value: Any) -> Any:
     """User -> id, list of users -> tuple of ids, option -> its value, numbers stay numbers.
 

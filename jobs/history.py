@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector.history import Episode, approval_episodes, jira_time
-from connector.shapes import ticket_from_issue, users_seen
+from connector.shapes import approval_during, normalise_field, ticket_from_issue, users_seen
 from ledger.models import ApprovalWait, TicketRecord
 from ledger.people import remember_users
 from ledger.waits import close_wait, open_wait, record_change, update_ticket
@@ -85,7 +85,8 @@ def import_issue(session: Session, issue: dict[str, Any], rules: Rules,
         if _recorded_by_webhook(session, ticket, episode):
             continue
         record_change(session, ticket, episode.started_at, None, episode.status, enters=True)
-        view = episode_view(snapshot, episode, approver_field)
+        view = _with_jsm_approval(episode_view(snapshot, episode, approver_field),
+                                  approver_field, fields, episode, resolve)
         verdict = evaluate(rules, view)
         wait = open_wait(session, ticket, episode.started_at, view, verdict, rules, source="backfill")
         if episode.ended_at is not None:
@@ -124,6 +125,28 @@ def _recorded_by_webhook(session: Session, ticket: TicketRecord, episode: Episod
         record_change(session, ticket, episode.ended_at, episode.status, None, enters=False)
         close_wait(session, ticket, episode.ended_at)
     return True
+
+
+def _with_jsm_approval(view: Ticket, field: str | None, fields: dict[str, Any],
+                       episode: Episode, resolve: Resolve | None) -> Ticket:
+    """A JSM Approvals field as it stood when the wait began (its changelog says nothing)."""
+    if not field:
+        return view
+
+    def ms(at: datetime) -> float:
+        return at.replace(tzinfo=UTC).timestamp() * 1000
+
+    now = normalise_field(fields.get(field))
+    if episode.ended_at is None and isinstance(now, dict):
+        approval: dict[str, Any] | None = now  # waiting still: on whoever has yet to answer
+    else:
+        approval = approval_during(fields.get(field), ms(episode.started_at),
+                                   ms(episode.ended_at) if episode.ended_at else None)
+    if approval is None:
+        return view
+    if resolve is not None:
+        approval["pending"] = [resolve(a) or a for a in approval["pending"]]
+    return replace(view, fields={**view.fields, field: approval})
 
 
 def episode_view(snapshot: Ticket, episode: Episode, approver_field: str | None) -> Ticket:

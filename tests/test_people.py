@@ -167,3 +167,38 @@ def test_jsm_approvals_wait_on_the_pending_approvers_until_the_final_decision(
         [wait] = rows(app, ApprovalWait)
         assert wait.ended_at is not None
         assert int((wait.ended_at - wait.started_at).total_seconds()) == 7800
+
+
+def test_backfill_reads_jsm_approvals_as_they_stood_in_each_wait(database_url, tmp_path):
+    from click.testing import CliRunner
+
+    from leaderleader.cli import main
+    from ledger.db import make_engine, make_sessionmaker
+    from service.settings import Settings
+
+    issue = fixture_json("issue_updated__cloud_jsm_waiting_for_approval")["issue"]
+    move = [("In Progress", "3"), ("Waiting for approval", "10002")]
+
+    def history(n: int, at: str, frm: int, to: int) -> dict[str, Any]:
+        return {"id": str(n), "created": at, "items": [
+            {"field": "status", "fieldId": "status", "from": move[frm][1], "fromString": move[frm][0],
+             "to": move[to][1], "toString": move[to][0]}]}
+
+    with FakeJira(deployment="Cloud") as jira:
+        jira.add_issue(issue["key"], {**issue["fields"], "status": {"name": "Waiting for approval",
+                                                                     "id": "10002"}}, [
+            history(1, "2026-11-18T09:00:30.000+0000", 0, 1),  # the manager sign-off, erin
+            history(2, "2026-11-18T11:00:00.000+0000", 1, 0),
+            history(3, "2026-11-20T10:15:02.511+0000", 0, 1),  # the current one, dana to answer
+        ], issue_id=issue["id"])
+        env = {"JIRA_URL": jira.url, "JIRA_USER": "bot@acme.example", "JIRA_API_TOKEN": "t0ken",
+               "JIRA_PAT": "", "DATABASE_URL": database_url, "REDIS_URL": "",
+               "RULES_FILE": str(jsm_rules(tmp_path))}
+        result = CliRunner().invoke(main, ["backfill", "--jql", "project = ITSM"], env=env)
+        assert result.exit_code == 0, result.output
+    engine = make_engine(Settings(database_url=database_url).effective_database_url)
+    with make_sessionmaker(engine)() as session:
+        got = [(w.started_at.day, w.approver, w.ended_at is None)
+               for w in session.scalars(select(ApprovalWait).order_by(ApprovalWait.started_at))]
+    engine.dispose()
+    assert got == [(18, "erin", False), (20, "dana", True)]

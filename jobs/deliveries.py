@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Session
 
 from connector.events import (
@@ -162,13 +162,17 @@ def apply_issue_change(
         wait = open_wait(session, ticket, event.at, snapshot, verdict, rules)
         if wait is None:
             return "wait-known", []
+        settle_intents(session, wait)  # intents delivered before the wait's entry
         if verdict.flagged and wait.ended_at is None:
             comment = add_comment(session, wait, "flag", utc_now())
             return "flagged", [comment.id]
         return ("unmapped" if verdict.unmapped else "wait-opened"), []
     if before and not after:
         record_change(session, ticket, event.at, frm, view.status, enters=False)
-        return ("wait-closed" if close_wait(session, ticket, event.at) else "wait-end-recorded"), []
+        closed = close_wait(session, ticket, event.at)
+        if closed is not None:
+            settle_intents(session, closed)  # an intent written after this end is not its own
+        return ("wait-closed" if closed else "wait-end-recorded"), []
     return "updated", []
 
 
@@ -219,6 +223,34 @@ def apply_comment(session: Session, event: CommentPosted, rules: Rules) -> str:
     if wait.first_intent_at is None or event.at < wait.first_intent_at:
         wait.first_intent_at = event.at
     return "intent"
+
+
+def settle_intents(session: Session, wait: ApprovalWait) -> None:
+    """Give a wait whose bounds just became known exactly the intents written inside them.
+
+    Deliveries arrive out of order: an intent may come before its wait's entry, or be
+    attached to a wait whose earlier end arrives later.
+    """
+    session.flush()
+    inside = (Intent.declared_at >= wait.started_at) & (
+        Intent.declared_at < wait.ended_at if wait.ended_at is not None else true())
+    for intent in session.scalars(select(Intent).where(
+            Intent.issue_key == wait.issue_key,
+            ((Intent.wait_id.is_(None)) & inside) | ((Intent.wait_id == wait.id) & ~inside))):
+        owner = wait if intent.wait_id is None else (
+            wait_open_at(session, wait.ticket_id, intent.declared_at))  # a later wait, or none
+        intent.wait_id = owner.id if owner is not None else None
+        intent.by_approver = owner is not None and is_approver(owner, intent.author,
+                                                               intent.author_handle)
+        if owner is not None and owner is not wait:
+            _first_intent(session, owner)
+    _first_intent(session, wait)
+
+
+def _first_intent(session: Session, wait: ApprovalWait) -> None:
+    session.flush()
+    wait.first_intent_at = session.scalar(select(func.min(Intent.declared_at)).where(
+        Intent.wait_id == wait.id, Intent.by_approver.is_(False)))
 
 
 def is_approver(wait: ApprovalWait, author: str | None, handle: str | None) -> bool:

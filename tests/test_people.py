@@ -202,3 +202,26 @@ def test_backfill_reads_jsm_approvals_as_they_stood_in_each_wait(database_url, t
                for w in session.scalars(select(ApprovalWait).order_by(ApprovalWait.started_at))]
     engine.dispose()
     assert got == [(18, "erin", False), (20, "dana", True)]
+
+
+def test_intents_find_their_wait_whatever_order_the_deliveries_come_in(make_app):
+    """An intent delivered before its wait's entry is adopted by it; one attached to a wait
+    whose earlier end arrives later is taken off it again."""
+    app = make_app(report_token=TOKEN)
+    late = fixture_json(INTENT)
+    late["comment"]["id"] = "70001"
+    late["timestamp"] = fixture_json(LEAVES)["timestamp"] + HOUR_MS  # after the approval
+    for body in (fixture_body(INTENT), body_of(late), fixture_body(DEPLOY)):  # exit still missing
+        post_webhook(app, body)
+    run_worker(app)
+    [wait] = rows(app, ApprovalWait)
+    assert {i.jira_comment_id: i.wait_id for i in rows(app, Intent)} == {
+        fixture_json(INTENT)["comment"]["id"]: wait.id, "70001": wait.id}
+    post_webhook(app, fixture_body(LEAVES))  # the exit, delivered last
+    run_worker(app)
+    [wait] = rows(app, ApprovalWait)
+    assert {i.jira_comment_id: i.wait_id for i in rows(app, Intent)} == {
+        fixture_json(INTENT)["comment"]["id"]: wait.id, "70001": None}
+    assert wait.first_intent_at == min(i.declared_at for i in rows(app, Intent))
+    summary = report(app)["summary"]
+    assert (summary["intents"], summary["ended_after_intent"]) == (2, 1)

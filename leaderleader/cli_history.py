@@ -93,7 +93,7 @@ def simulate(since: str | None, show_all: bool) -> None:
     flagged = [r for r in replayed if r.verdict.flagged]
     differ = [r for r in replayed if r.verdict.flagged != r.was_flagged]
     for r in replayed if show_all else flagged:
-        click.echo(f"{_mark(r.verdict)} {r.key:<10} {r.started_at:%Y-%m-%d %H:%M}  "
+        click.echo(f"{_mark(r.verdict):<11} {r.key:<10} {r.started_at:%Y-%m-%d %H:%M}  "
                    + _line(r.verdict, rules, names))
     click.echo(
         f"{len(replayed)} wait(s): {len(flagged)} would be flagged by these rules; "
@@ -134,8 +134,9 @@ def _line(verdict: Verdict, rules: Rules, names: Mapping[str, str]) -> str:
     waits_on = who(verdict.approver, verdict.approver_level) if verdict.approver else (
         "nobody (no approver named, unassigned)")
     rule = f"rule {verdict.rule!r}" if verdict.rule else "no decision rule matches"
-    decider = who(verdict.decider, verdict.decider_level) if verdict.decider else "nobody"
+    suggested = (f"suggested {who(verdict.decider, verdict.decider_level)}" if verdict.decider
+                 else "no one suggested")
     missing = [m for m in verdict.unmapped if m != verdict.approver]
     extra = "; not in the rules file: " + ", ".join(
         f"{names[m]} ({m})" if m in names else m for m in missing) if missing else ""
-    return f"waits on {waits_on}; {rule}; suggested {decider}{extra}"
+    return f"waits on {waits_on}; {rule}; {suggested}{extra}"

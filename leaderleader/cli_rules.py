@@ -230,7 +230,7 @@ def explain(key: str, rules_file: Path | None) -> None:
             raise click.ClickException(
                 f"{key} is not in the ledger; set JIRA_URL to fetch it from Jira"
             )
-        ticket, origin = found, "its latest known state in the ledger (JIRA_URL is not set)"
+        ticket, origin = found, "from the ledger, its latest known state (JIRA_URL is not set)"
     verdict = evaluate(current, ticket)
     people = [verdict.approver or "", verdict.holder or "", *verdict.unmapped]
     names = {**names_of(settings, [p for p in people if p not in names]), **names}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from leaderleader.cli import main
@@ -117,13 +118,18 @@ def test_check_against_the_ledger_warns_about_a_status_it_never_saw(make_app, da
     assert "status 'Awaiting Approval'" not in out  # seen, so no warning about it
 
 
+@pytest.mark.parametrize("deployment", ["Cloud", "Server"])
 def test_check_against_jira_finds_statuses_fields_and_people_jira_does_not_have(
-        database_url, tmp_path):
-    with FakeJira(deployment="Cloud") as jira:
+        database_url, tmp_path, deployment):
+    with FakeJira(deployment=deployment) as jira:
         for account, name in (("5b10a2844c20165700ede21g", "Bob Li"), ("5b10ac8d82e05b22cc7d4ef5", "Alice Ng"),
-                              ("carol.s", "Carol S"), ("dana.k", "Dana K"), ("erin.v", "Erin V")):
-            jira.add_user(name, account_id=account)
+                              ("carol.s", "Carol S"), ("dana.k", "Dana K")):
+            jira.add_user(name, account_id=account, name=account)
+        # Data Center: a person may be written by user key; Cloud knows erin by accountId
+        jira.add_user("Erin V", account_id="erin.v", name="erin.vogel", key="erin.v")
         env = {"JIRA_URL": jira.url, "JIRA_USER": "bot@acme.example", "JIRA_API_TOKEN": "t0ken"}
+        if deployment == "Server":
+            env.update(JIRA_USER="", JIRA_API_TOKEN="", JIRA_PAT="dc-pat")
         code, out = cli(database_url, "rules", "check", str(EXAMPLE_RULES), "--against-jira", **env)
         assert code == 0, out
         assert "all exist in Jira" in out and "warning" not in out

@@ -93,6 +93,7 @@ class JiraConnector:
         self._timeout = timeout
         self._client: JIRA | None = None
         self._server_info: dict[str, Any] | None = None
+        self._usernames: dict[str, str | None] = {}  # Data Center user key -> username
         self.calls = 0
 
     # -- connection ---------------------------------------------------------------
@@ -287,6 +288,40 @@ class JiraConnector:
                     backoff = 2 ** attempt * random.uniform(0.5, 1.5)
                 time.sleep(min(backoff, self._max_retry_delay))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- users, statuses, fields -------------------------------------------------------
+    def find_user(self, jira_id: str) -> dict[str, Any] | None:
+        """The Jira user with this id, None if Jira has none.
+
+        Cloud: by accountId. Server/Data Center: by username, else by user key.
+        """
+        tries = ([{"accountId": jira_id}] if self.deployment == "cloud"
+                 else [{"username": jira_id}, {"key": jira_id}])
+        for params in tries:
+            try:
+                user = self._request("GET", "/rest/api/2/user", f"looking up user {jira_id}",
+                                     params=params)
+            except PermanentJiraError as error:
+                if error.status in (400, 404):
+                    continue
+                raise
+            if isinstance(user, dict):
+                return user
+        return None
+
+    def username_for_key(self, key: str) -> str | None:
+        """A Data Center user key (``JIRAUSER10100``) as its username; asked once per key."""
+        if key not in self._usernames:
+            try:
+                user = self._request("GET", "/rest/api/2/user", f"looking up user key {key}",
+                                     params={"key": key})
+            except PermanentJiraError as error:
+                if error.status not in (400, 404):
+                    raise
+                user = None
+            name = user.get("name") if isinstance(user, dict) else None
+            self._usernames[key] = name if isinstance(name, str) and name else None
+        return self._usernames[key]
 
     # -- issues and history ---------------------------------------------------------
     def _complete_changelog(self, issue: dict[str, Any]) -> dict[str, Any]:

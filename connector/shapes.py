@@ -38,8 +38,110 @@ def _is_user(value: dict[str, Any]) -> bool:
     )
 
 
+def seen_user(value: Any) -> dict[str, str | None] | None:
+    """A user object as the ledger keeps it: id, Data Center key, display name, email."""
+    if not isinstance(value, dict) or not any(
+            k in value for k in ("accountId", "emailAddress", "displayName")):
+        return None  # a project also has a name and a key: only users carry these
+    jira_id = user_id(value)
+    if jira_id is None:
+        return None
+
+    def text(attribute: str) -> str | None:
+        found = value.get(attribute)
+        return found if isinstance(found, str) and found else None
+
+    return {"jira_id": jira_id, "key": text("key") if "accountId" not in value else None,
+            "display_name": text("displayName"), "email": text("emailAddress")}
+
+
+def users_seen(payload: Any, _depth: int = 0) -> list[dict[str, str | None]]:
+    """Every user object anywhere in a payload or issue (fields, changelog authors, approvals)."""
+    found: list[dict[str, str | None]] = []
+    if _depth > 12:
+        return found
+    if isinstance(payload, dict):
+        user = seen_user(payload)
+        if user is not None:
+            return [user]
+        for value in payload.values():
+            found.extend(users_seen(value, _depth + 1))
+    elif isinstance(payload, list):
+        for value in payload:
+            found.extend(users_seen(value, _depth + 1))
+    return found
+
+
+#: Jira Service Management's decisions on an approval and on each approver's part.
+PENDING = "pending"
+
+
+def _is_approval(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("approvers"), list) and (
+        "finalDecision" in value)
+
+
+def _approval_time(value: Any) -> float | None:
+    """``createdDate``/``completedDate``: epoch ms, ``{"epochMillis": …}`` or an ISO text."""
+    if isinstance(value, dict):
+        value = value.get("epochMillis", value.get("iso8601"))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value:
+        from connector.history import jira_time
+
+        parsed = jira_time(value)
+        return parsed.timestamp() * 1000 if parsed else None
+    return None
+
+
+def normalise_approvals(approvals: list[Any]) -> dict[str, Any]:
+    """JSM's Approvals field -> the current approval: its decision and who has yet to answer.
+
+    The current approval is the latest one still pending (by ``createdDate``, else the
+    field's order); when none is pending, the latest one, whose final decision stands.
+    """
+    steps = [a for a in approvals if _is_approval(a)]
+    order = sorted(range(len(steps)), key=lambda i: (_approval_time(steps[i].get("createdDate"))
+                                                     or 0.0, i))
+    pending = [i for i in order if str(steps[i].get("finalDecision")).lower() == PENDING]
+    current = steps[pending[-1] if pending else order[-1]]
+    people = [a for a in current["approvers"] if isinstance(a, dict)]
+    return {
+        "approval": str(current.get("name") or current.get("id") or ""),
+        "decision": str(current.get("finalDecision") or PENDING).lower(),
+        "approvers": [u for u in (user_id(a.get("approver")) for a in people) if u],
+        "pending": [u for u in (user_id(a.get("approver")) for a in people
+                                if str(a.get("approverDecision") or PENDING).lower() == PENDING) if u],
+    }
+
+
+def approval_during(value: Any, start_ms: float, end_ms: float | None) -> dict[str, Any] | None:
+    """For a past wait: the JSM approval it waited on, as it stood when the wait began.
+
+    The latest approval created by the wait's end (a minute's slack for clocks) and not
+    completed before it began; every approver of it was then still to answer.
+    """
+    if not isinstance(value, list):
+        return None
+    slack = 60_000.0
+    steps = [a for a in value if _is_approval(a)
+             and (end_ms is None or (_approval_time(a.get("createdDate")) or 0.0) <= end_ms + slack)
+             and (_approval_time(a.get("completedDate")) or start_ms) >= start_ms - slack]
+    if not steps:
+        return None
+    current = max(steps, key=lambda a: _approval_time(a.get("createdDate")) or 0.0)
+    approval = normalise_approvals([current])
+    return {**approval, "decision": PENDING, "pending": approval["approvers"]}
+
+
 def normalise_field(value: Any) -> Any:
-    """User -> id, list of users -> tuple of ids, option -> its value, numbers stay numbers."""
+    """User -> id, list of users -> tuple of ids, option -> its value, numbers stay numbers.
+
+    JSM's Approvals field (a list of approval objects) -> ``normalise_approvals``.
+    """
+    if isinstance(value, list) and value and any(_is_approval(v) for v in value):
+        return normalise_approvals(value)
     if isinstance(value, dict):
         if _is_user(value):
             return user_id(value)

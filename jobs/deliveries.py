@@ -28,14 +28,16 @@ from connector.events import (
     decode_body,
     parse_event,
 )
-from connector.shapes import changelog_users
+from connector.shapes import changelog_users, users_seen
 from jobs.comments import enqueue_comment
 from jobs.history import SAME_TRANSITION
 from ledger.db import insert_new
 from ledger.models import Delivery, Intent, TicketRecord
+from ledger.people import remember_users, username_for_key
 from ledger.waits import (
     add_comment,
     close_wait,
+    is_approver,
     open_wait,
     record_change,
     ticket_row,
@@ -80,7 +82,8 @@ def apply_delivery(
 ) -> Applied:
     """Apply one webhook delivery to the ledger in ``session``; the caller commits."""
     received = datetime.fromisoformat(received_at)
-    event = parse_event(decode_body(body), received_at=received)
+    payload = decode_body(body)
+    event = parse_event(payload, received_at=received)
     key = getattr(event, "key", None)
     extra = {"delivery": delivery_id, "issue": key, "webhook_event": event.event}
     transition_key = event.transition_key if isinstance(event, IssueChanged) else None
@@ -92,6 +95,8 @@ def apply_delivery(
     if row is None:  # recorded before: Jira's retry, rq's, or the same transition re-sent
         return Applied("duplicate", (), received, extra)
     comments: list[int] = []
+    # names to show for people missing from the rules file; Data Center keys to usernames
+    remember_users(session, users_seen(payload), event.at)
     if isinstance(event, IssueChanged):
         outcome, comments = apply_issue_change(session, event, rules, delivery_id)
         if event.comment is not None:
@@ -167,6 +172,8 @@ def apply_issue_change(
         handed_from = next(
             (c.from_id for c in event.changes if c.field_id == "assignee"), previous_assignee
         )
+        # Data Center changelogs may name the user by key: the rules file knows usernames
+        handed_from = username_for_key(session, handed_from)
         snapshot = replace(view, assignee_before_approval=handed_from)
         verdict = evaluate(rules, snapshot)
         wait = open_wait(session, ticket, event.at, snapshot, verdict, rules)
@@ -178,7 +185,8 @@ def apply_issue_change(
         return ("unmapped" if verdict.unmapped else "wait-opened"), []
     if before and not after:
         record_change(session, ticket, event.at, frm, view.status, enters=False)
-        return ("wait-closed" if close_wait(session, ticket, event.at) else "wait-end-recorded"), []
+        closed = close_wait(session, ticket, event.at)
+        return ("wait-closed" if closed else "wait-end-recorded"), []
     return ("wait-closed-inferred" if inferred is not None else "updated"), []
 
 
@@ -229,6 +237,7 @@ def apply_comment(session: Session, event: CommentPosted, rules: Rules) -> str:
         return "intent-updated"
     wait = wait_open_at(session, ticket.id, event.at)
     person = rules.person_by_jira(event.author)
+    own = wait is not None and is_approver(wait, event.author, person.handle if person else None)
     session.add(
         Intent(
             wait_id=wait.id if wait else None,
@@ -236,11 +245,17 @@ def apply_comment(session: Session, event: CommentPosted, rules: Rules) -> str:
             jira_comment_id=event.comment_id,
             author=event.author,
             author_handle=person.handle if person else None,
+            author_level=person.level if person else None,
+            by_approver=own,
             body=event.body,
             declared_at=event.at,
         )
     )
-    if wait is not None and (wait.first_intent_at is None or event.at < wait.first_intent_at):
+    if wait is None:
+        return "intent-no-wait"
+    if own:  # "I intend to approve" from the approver: no decision moved closer to the work
+        return "intent-by-approver"
+    if wait.first_intent_at is None or event.at < wait.first_intent_at:
         wait.first_intent_at = event.at
     return "intent"
 

@@ -10,20 +10,47 @@ from the changelog's time.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connector.history import Episode, approval_episodes, jira_time
-from connector.shapes import ticket_from_issue
+from connector.shapes import approval_during, normalise_field, ticket_from_issue, users_seen
 from ledger.models import ApprovalWait, TicketRecord
+from ledger.people import remember_users
 from ledger.waits import close_wait, open_wait, record_change, update_ticket
 from rules.engine import evaluate
 from rules.model import Rules, Ticket, Verdict, utc_now
+
+
+#: A Jira user id as the rules file names it (Data Center keys -> usernames).
+Resolve = Callable[[str | None], str | None]
+
+
+def user_resolver(jira: Any, rules: Rules) -> Resolve:
+    """Map Data Center user keys (``JIRAUSER10100``) in changelogs to usernames.
+
+    Ids the rules file knows are kept; on Cloud (accountIds, no keys) nothing is asked.
+    Otherwise Jira's user API is asked once per key (the connector caches the answer).
+    """
+    def resolve(value: str | None) -> str | None:
+        if not value or rules.person_by_jira(value) is not None or jira.deployment == "cloud":
+            return value
+        return jira.username_for_key(value) or value
+
+    return resolve
+
+
+def _resolved(episode: Episode, resolve: Resolve | None) -> Episode:
+    if resolve is None:
+        return episode
+    return replace(episode, assignee_before=resolve(episode.assignee_before),
+                   approver_assignee=resolve(episode.approver_assignee),
+                   approvers=tuple(resolve(a) or a for a in episode.approvers))
 
 
 @dataclass
@@ -34,7 +61,8 @@ class BackfillCounts:
     flagged: int = 0
 
 
-def import_issue(session: Session, issue: dict[str, Any], rules: Rules) -> tuple[int, int] | None:
+def import_issue(session: Session, issue: dict[str, Any], rules: Rules,
+                 resolve: Resolve | None = None) -> tuple[int, int] | None:
     """Rebuild one ticket's approval waits from its changelog; None if already up to date."""
     snapshot = ticket_from_issue(issue)
     if not snapshot.key:
@@ -49,13 +77,16 @@ def import_issue(session: Session, issue: dict[str, Any], rules: Rules) -> tuple
                         project=snapshot.project)
         session.add(ticket)
         session.flush()
+    remember_users(session, users_seen(issue), updated)
     waits = flagged = 0
     approver_field = rules.waiting.approver_field
-    for episode in approval_episodes(issue, rules):
+    for found in approval_episodes(issue, rules):
+        episode = _resolved(found, resolve)
         if _recorded_by_webhook(session, ticket, episode):
             continue
         record_change(session, ticket, episode.started_at, None, episode.status, enters=True)
-        view = episode_view(snapshot, episode, approver_field)
+        view = _with_jsm_approval(episode_view(snapshot, episode, approver_field),
+                                  approver_field, fields, episode, resolve)
         verdict = evaluate(rules, view)
         wait = open_wait(session, ticket, episode.started_at, view, verdict, rules, source="backfill")
         if episode.ended_at is not None:
@@ -96,6 +127,28 @@ def _recorded_by_webhook(session: Session, ticket: TicketRecord, episode: Episod
     return True
 
 
+def _with_jsm_approval(view: Ticket, field: str | None, fields: dict[str, Any],
+                       episode: Episode, resolve: Resolve | None) -> Ticket:
+    """A JSM Approvals field as it stood when the wait began (its changelog says nothing)."""
+    if not field:
+        return view
+
+    def ms(at: datetime) -> float:
+        return at.replace(tzinfo=UTC).timestamp() * 1000
+
+    now = normalise_field(fields.get(field))
+    if episode.ended_at is None and isinstance(now, dict):
+        approval: dict[str, Any] | None = now  # waiting still: on whoever has yet to answer
+    else:
+        approval = approval_during(fields.get(field), ms(episode.started_at),
+                                   ms(episode.ended_at) if episode.ended_at else None)
+    if approval is None:
+        return view
+    if resolve is not None:
+        approval["pending"] = [resolve(a) or a for a in approval["pending"]]
+    return replace(view, fields={**view.fields, field: approval})
+
+
 def episode_view(snapshot: Ticket, episode: Episode, approver_field: str | None) -> Ticket:
     """The ticket as it stood when the wait began: its status, assignee and approver field then."""
     fields = dict(snapshot.fields)
@@ -114,14 +167,15 @@ def episode_view(snapshot: Ticket, episode: Episode, approver_field: str | None)
 
 
 def backfill(
-    sessions: Any, issues: Iterable[dict[str, Any]], rules: Rules, *, batch: int = 50
+    sessions: Any, issues: Iterable[dict[str, Any]], rules: Rules, *, batch: int = 50,
+    resolve: Resolve | None = None,
 ) -> Iterator[BackfillCounts]:
     """Import issues, committing every ``batch`` tickets; yields running counts per issue."""
     counts = BackfillCounts()
     session: Session = sessions()
     try:
         for n, issue in enumerate(issues, 1):
-            result = import_issue(session, issue, rules)
+            result = import_issue(session, issue, rules, resolve)
             if result is None:
                 counts.skipped += 1
             else:
@@ -168,6 +222,7 @@ class Replayed:
     verdict: Verdict
     #: the verdict of a candidate rules file, when one is compared with the current rules
     candidate: Verdict | None = None
+    was: Verdict | None = None  # the verdict recorded when the wait began
 
     @property
     def changed(self) -> bool:
@@ -197,5 +252,7 @@ def simulate(session: Session, rules: Rules, since: datetime | None = None,
         ticket = Ticket.from_dict(wait.ticket_snapshot)
         verdict = evaluate(rules, ticket)
         other = evaluate(candidate, ticket) if candidate is not None else None
-        replayed.append(Replayed(wait.issue_key, wait.started_at, wait.flagged, verdict, other))
+        was = Verdict.from_dict(wait.verdict) if wait.verdict else None
+        replayed.append(Replayed(wait.issue_key, wait.started_at, wait.flagged, verdict, other,
+                                 was))
     return replayed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,7 @@ def backfill(jql: str, since: str | None, page_size: int) -> None:
     """Import approval history from Jira into the ledger. Posts nothing; safe to re-run."""
     from connector.errors import JiraError
     from jobs.history import backfill as run_backfill
-    from jobs.history import parse_since, since_clause
+    from jobs.history import parse_since, since_clause, user_resolver
     from service.runtime import jira_connector
 
     settings = Settings.from_env()
@@ -57,7 +58,7 @@ def backfill(jql: str, since: str | None, page_size: int) -> None:
     try:
         with _sessions(settings) as sessions:
             issues = jira.search_issues(f"{query} ORDER BY created ASC", page_size=page_size)
-            progress = run_backfill(sessions, issues, rules)
+            progress = run_backfill(sessions, issues, rules, resolve=user_resolver(jira, rules))
             with click.progressbar(progress, label="importing", show_pos=True,
                                    item_show_func=lambda c: f"{c.waits} waits" if c else None) as bar:
                 for counts in bar:  # noqa: B007 - the last counts are the totals
@@ -88,6 +89,7 @@ def simulate(since: str | None, show_all: bool, candidate_file: Path | None) -> 
     """
     from jobs.history import parse_since
     from jobs.history import simulate as replay
+    from ledger.people import display_names
 
     settings = Settings.from_env()
     start = None
@@ -100,22 +102,24 @@ def simulate(since: str | None, show_all: bool, candidate_file: Path | None) -> 
     candidate = _candidate_or_exit(candidate_file) if candidate_file is not None else None
     with _sessions(settings) as sessions, sessions() as session:
         replayed = replay(session, rules, start, candidate)
+        people = {p for r in replayed for p in (r.verdict.approver, *r.verdict.unmapped) if p}
+        names = display_names(session, people)
     if candidate is not None:
         _compare(replayed, candidate_file)
         return
     flagged = [r for r in replayed if r.verdict.flagged]
-    changed = sum(1 for r in replayed if r.verdict.flagged != r.was_flagged)
+    differ = [r for r in replayed if r.verdict.flagged != r.was_flagged]
     for r in replayed if show_all else flagged:
-        mark = "FLAG" if r.verdict.flagged else "ok  "
-        decider = r.verdict.decider or "-"
-        click.echo(
-            f"{mark} {r.key:<10} {r.started_at:%Y-%m-%d %H:%M}  waits on {r.verdict.approver} "
-            f"({r.verdict.approver_level}); rule {r.verdict.rule!r}; suggested {decider}"
-        )
+        click.echo(f"{_mark(r.verdict):<11} {r.key:<10} {r.started_at:%Y-%m-%d %H:%M}  "
+                   + _line(r.verdict, rules, names))
     click.echo(
         f"{len(replayed)} wait(s): {len(flagged)} would be flagged by these rules; "
-        f"{changed} verdict(s) differ from when they were recorded"
+        f"{len(differ)} verdict(s) differ from when they were recorded"
     )
+    for r in differ:
+        then, now = ("flagged" if f else "not flagged" for f in (r.was_flagged, r.verdict.flagged))
+        click.echo(f"  {r.key:<10} {r.started_at:%Y-%m-%d %H:%M}  was {then}, now {now} "
+                   f"({_mark(r.verdict)}: {_line(r.verdict, rules, names)})")
 
 
 def _candidate_or_exit(path: Path) -> Rules:
@@ -153,3 +157,41 @@ def _compare(replayed: list[Replayed], candidate_file: Path | None) -> None:
     then = sum(1 for r in replayed if r.candidate is not None and r.candidate.flagged)
     click.echo(f"{len(replayed)} wait(s): flagged now {now}; flagged with {candidate_file} "
                f"{then}; changed {len(changed)}")
+
+
+
+def _mark(verdict: Verdict) -> str:
+    """One word for a replayed verdict; an unmapped or unassigned wait is not "ok"."""
+    if verdict.flagged:
+        return "FLAG"
+    if not verdict.waiting:
+        return "not-waiting"
+    if verdict.approver is None:
+        return "no-approver"
+    if verdict.unmapped:
+        return "unmapped"
+    return "ok"
+
+
+def _line(verdict: Verdict, rules: Rules, names: Mapping[str, str]) -> str:
+    """Who it waits on, the rule, the suggestion: names, never a bare Python None."""
+    def who(handle: str | None, level: str | None) -> str:
+        person = rules.people.get(handle or "")
+        if person is not None:
+            return f"{person.name} ({level or person.level})"
+        if handle is None:
+            return "nobody"
+        shown = f"{names[handle]} ({handle})" if handle in names else handle
+        return f"{shown}, not in the rules file"
+
+    if not verdict.waiting:
+        return "waits for no approval"
+    waits_on = who(verdict.approver, verdict.approver_level) if verdict.approver else (
+        "nobody (no approver named, unassigned)")
+    rule = f"rule {verdict.rule!r}" if verdict.rule else "no decision rule matches"
+    suggested = (f"suggested {who(verdict.decider, verdict.decider_level)}" if verdict.decider
+                 else "no one suggested")
+    missing = [m for m in verdict.unmapped if m != verdict.approver]
+    extra = "; not in the rules file: " + ", ".join(
+        f"{names[m]} ({m})" if m in names else m for m in missing) if missing else ""
+    return f"waits on {waits_on}; {rule}; {suggested}{extra}"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
 import click
-from sqlalchemy import Engine
 
 from connector.shapes import is_issue_key
 from rules.engine import evaluate
@@ -14,22 +14,6 @@ from rules.loader import check_rules
 from rules.model import Rules, Ticket, Verdict
 from service.runtime import require_rules
 from service.settings import Settings
-
-
-def ledger_engine(settings: Settings, instead: str = "") -> Engine:
-    """The ledger's engine for reading only: a missing SQLite ledger is said, not created empty."""
-    from sqlalchemy.engine import make_url
-
-    from ledger.db import make_engine
-
-    url = settings.effective_database_url
-    path = make_url(url).database if url.startswith("sqlite") else None
-    if path and path != ":memory:" and not Path(path).exists():
-        raise click.ClickException(
-            f"there is no ledger yet at {path}: set LEADERLEADER_HOME or DATABASE_URL to the "
-            f"service's ledger{instead}"
-        )
-    return make_engine(url)
 
 
 @click.group()
@@ -42,8 +26,12 @@ def rules() -> None:
 @click.option("--strict", is_flag=True, help="Treat warnings as errors.")
 @click.option("--against-ledger", is_flag=True,
               help="Also list people the ledger has seen waiting or holding information "
-                   "who are not in this file (reads DATABASE_URL).")
-def check(file: Path, strict: bool, against_ledger: bool) -> None:
+                   "who are not in this file, and approval statuses it has never seen "
+                   "(reads DATABASE_URL).")
+@click.option("--against-jira", is_flag=True,
+              help="Also check the statuses, the approver field and every person's Jira id "
+                   "against Jira itself (reads JIRA_URL and its credentials).")
+def check(file: Path, strict: bool, against_ledger: bool, against_jira: bool) -> None:
     """Validate a rules file: every problem as FILE:LINE: message; exit 1 if any error."""
     if not file.exists():
         raise click.ClickException(f"{file}: no such file")
@@ -60,8 +48,15 @@ def check(file: Path, strict: bool, against_ledger: bool) -> None:
         count = len(result.errors) + (len(result.warnings) if strict else 0)
         raise click.ClickException(f"{file}: {count} problem(s); the rules were not accepted")
     assert result.rules is not None
-    # the ledger is read before anything is said, so an unusable one never follows an "ok"
-    missing = _missing_people(result.rules) if against_ledger else []
+    # the ledger and Jira are read before anything is said, so an unusable one never
+    # follows an "ok"
+    findings: list[str] = []
+    missing: list[str] = []
+    if against_ledger:
+        missing, more = _against_ledger(file, result.rules)
+        findings += more
+    if against_jira:
+        findings += _against_jira(file, result.rules)
     summary = (
         f"{file}: ok ({len(result.rules.people)} people, {len(result.rules.levels)} levels, "
         f"{len(result.rules.decisions)} decision rules"
@@ -69,121 +64,130 @@ def check(file: Path, strict: bool, against_ledger: bool) -> None:
     if result.warnings:
         summary += f", {len(result.warnings)} warning(s)"
     click.echo(summary + ")")
-    if against_ledger:
-        for jira_id, episodes in missing:
-            click.echo(f"not in {file}: {jira_id} ({episodes} approval wait(s) in the ledger)")
-        if not missing:
-            click.echo("everyone the ledger has seen is in the file")
+    for line in missing:
+        click.echo(line)
+    for finding in findings:
+        click.echo(f"{file}: warning: {finding}", err=True)
+    if strict and findings:
+        raise click.ClickException(f"{file}: {len(findings)} warning(s) against "
+                                   "the ledger or Jira; the rules were not accepted")
 
 
-def _missing_people(current: Rules) -> list[tuple[str, int]]:
-    """Jira ids recorded as unmapped in the ledger that this rules file still does not name."""
-    from sqlalchemy import select
-    from sqlalchemy.exc import SQLAlchemyError
+def _against_ledger(file: Path, current: Rules) -> tuple[list[str], list[str]]:
+    """Who the ledger has seen that the file misses (lines to print), and the warnings
+    about configured statuses the ledger has never seen."""
+    from leaderleader.lookups import ledger, missing_people, names_of, unseen_statuses
 
-    from ledger.db import make_sessionmaker
-    from ledger.models import ApprovalWait
+    settings = Settings.from_env()
+    with ledger(settings, "approval waits") as session:
+        missing = missing_people(session, current)
+        statuses = unseen_statuses(session, current)
+    names = names_of(settings, [jira_id for jira_id, _ in missing])
+    lines = [f"not in {file}: {names[jira_id] + ' (' + jira_id + ')' if jira_id in names else jira_id}"
+             f" ({episodes} approval wait(s) in the ledger)" for jira_id, episodes in missing]
+    return lines or ["everyone the ledger has seen is in the file"], statuses
 
-    engine = ledger_engine(Settings.from_env())
-    seen: dict[str, int] = {}
+
+def _against_jira(file: Path, current: Rules) -> list[str]:
+    from connector.errors import JiraError
+    from leaderleader.lookups import jira_findings
+    from service.runtime import jira_connector
+
+    settings = Settings.from_env()
+    if not settings.jira_url:
+        raise click.ClickException("--against-jira needs JIRA_URL (and credentials)")
     try:
-        with make_sessionmaker(engine)() as session:
-            for unmapped in session.scalars(
-                # unmapped waits lack a level for the approver or the holder
-                select(ApprovalWait.unmapped).where(
-                    ApprovalWait.approver_level.is_(None) | ApprovalWait.holder_level.is_(None)
-                )
-            ):
-                for jira_id in unmapped or []:
-                    if current.person_by_jira(jira_id) is None:
-                        seen[jira_id] = seen.get(jira_id, 0) + 1
-    except SQLAlchemyError as error:  # unreachable, or a database that was never migrated
-        raise click.ClickException(f"cannot read the ledger ({_reason(error)})") from None
-    finally:
-        engine.dispose()
-    return sorted(seen.items(), key=lambda item: (-item[1], item[0]))
+        findings = jira_findings(jira_connector(settings), current)
+    except JiraError as error:
+        raise click.ClickException(f"cannot check against Jira: {error}") from None
+    if not findings:
+        click.echo(f"statuses, approver field and people in {file} all exist in Jira")
+    return findings
 
 
-def describe(verdict: Verdict, rules: Rules, ticket: Ticket) -> list[str]:
-    """The explanation a person reads: verdict, then the numbered chain of reasoning."""
+def _headline(verdict: Verdict, rules: Rules) -> str:
+    """The verdict in a few words: why it is flagged, or the first reason it is not."""
+    if not verdict.waiting:
+        return "not waiting for approval: nothing to flag"
+    if verdict.flagged:
+        return "FLAGGED: the decision waits above the level that holds the information"
+    if verdict.approver is None:
+        return "not flagged: nobody is named to approve it"
+    if verdict.unmapped:
+        return "not flagged: someone involved is not in the rules file"
+    if verdict.rule is None:
+        return "not flagged: no decision rule matches"
+    levels = (verdict.approver_level, verdict.decision_level)
+    if not all(level in rules.levels for level in levels):
+        return "not flagged: a level here is not in the rules' levels"
+    gap = rules.rank(levels[0]) - rules.rank(levels[1])  # type: ignore[arg-type]
+    if gap <= 0:
+        return "not flagged: the approver is at the right level"
+    if gap <= verdict.tolerance:
+        return "not flagged: the approver is above the decision level, within the tolerance"
+    return "not flagged: nobody below the approver can decide"
+
+
+def describe(verdict: Verdict, rules: Rules, ticket: Ticket,
+             names: Mapping[str, str] | None = None) -> list[str]:
+    """The explanation a person reads: verdict, then the numbered chain of reasoning.
+
+    ``names``: display names Jira sent for people missing from the rules file.
+    """
+    names = names or {}
+
+    def shown(jira_id: str) -> str:
+        return f"{names[jira_id]} ({jira_id})" if jira_id in names else jira_id
 
     def who(handle: str | None, level: str | None) -> str:
         if handle is None:
             return "nobody"
         person = rules.people.get(handle)
-        name = f"{person.name} ({handle})" if person else handle
+        name = f"{person.name} ({handle})" if person else f"{shown(handle)}, not in the rules file"
         return f"{name}, {level}" if level else name
 
-    if not verdict.waiting:
-        headline = "not waiting for approval: nothing to flag"
-    elif verdict.flagged:
-        headline = "FLAGGED: the decision waits above the level that holds the information"
-    elif verdict.unmapped:
-        headline = "not flagged: someone involved is not in the rules file"
-    else:
-        headline = "not flagged: the approver is at the right level"
-    lines = [f"{ticket.key}: {ticket.summary}", f"status: {ticket.status}", f"verdict: {headline}"]
+    lines = [f"{ticket.key}: {ticket.summary}", f"status: {ticket.status}",
+             f"verdict: {_headline(verdict, rules)}"]
     if verdict.waiting:
-        lines.append(f"approver: {who(verdict.approver, verdict.approver_level)}")
+        lines.append("approver: " + (who(verdict.approver, verdict.approver_level)
+                                     if verdict.approver else "nobody is named (unassigned)"))
         lines.append(f"information holder: {who(verdict.holder, verdict.holder_level)}")
+        if verdict.holder_team:
+            lines.append(f"owning team: {verdict.holder_team}")
         if verdict.rule:
             lines.append(f"decision rule: {verdict.rule} (decided at {verdict.decision_level})")
         if verdict.decider:
             lines.append(f"suggested decider: {who(verdict.decider, verdict.decider_level)}")
         if verdict.unmapped:
-            lines.append("not in the rules file: " + ", ".join(verdict.unmapped))
+            lines.append("not in the rules file: " + ", ".join(shown(u) for u in verdict.unmapped))
+    reasons = list(verdict.reasons)
+    for jira_id in verdict.unmapped:
+        if jira_id in names:
+            reasons = [r.replace(jira_id, shown(jira_id)) for r in reasons]
     lines.append("why:")
-    lines.extend(f"  {n}. {reason}" for n, reason in enumerate(verdict.reasons, 1))
+    lines.extend(f"  {n}. {reason}" for n, reason in enumerate(reasons, 1))
     return lines
 
 
-def _ticket_from_jira(settings: Settings, rules_: Rules, key: str) -> Ticket:
+def _ticket_from_jira(settings: Settings, rules_: Rules, key: str) -> tuple[Ticket, dict[str, str]]:
+    """The ticket as Jira has it now, and the display names of the users in it."""
     from connector.errors import JiraError
     from connector.history import approval_episodes
-    from connector.shapes import ticket_from_issue
+    from connector.shapes import ticket_from_issue, users_seen
+    from jobs.history import user_resolver
     from service.runtime import jira_connector
 
     jira = jira_connector(settings)
     try:
-        jira.connect()  # a wrong or unreachable JIRA_URL is said now, in one line
         issue = jira.fetch_issue(key)
+        episodes = approval_episodes(issue, rules_)
+        before = episodes[-1].assignee_before if episodes and episodes[-1].ended_at is None else None
+        before = user_resolver(jira, rules_)(before)  # a Data Center key, as its username
     except JiraError as error:
         raise click.ClickException(f"cannot fetch {key} from Jira: {error}") from None
-    episodes = approval_episodes(issue, rules_)
-    before = episodes[-1].assignee_before if episodes and episodes[-1].ended_at is None else None
-    return ticket_from_issue(issue, assignee_before_approval=before)
-
-
-def _ticket_from_ledger(settings: Settings, key: str) -> Ticket | None:
-    from sqlalchemy import select
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from ledger.db import make_sessionmaker
-    from ledger.models import ApprovalWait
-
-    engine = ledger_engine(settings, instead=", or set JIRA_URL to fetch the ticket from Jira")
-    try:
-        with make_sessionmaker(engine)() as session:
-            wait = session.scalar(
-                select(ApprovalWait)
-                .where(ApprovalWait.issue_key == key)
-                .order_by(ApprovalWait.started_at.desc())
-                .limit(1)
-            )
-            return Ticket.from_dict(wait.ticket_snapshot) if wait else None
-    except SQLAlchemyError as error:  # a ledger that cannot be reached or was never migrated
-        raise click.ClickException(
-            f"cannot read {key} from the ledger ({_reason(error)}); "
-            "set JIRA_URL to fetch it from Jira"
-        ) from None
-    finally:
-        engine.dispose()
-
-
-def _reason(error: Exception) -> str:
-    """A database error's first line (the driver's own words: host and port, no password)."""
-    text = str(getattr(error, "orig", None) or error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    names = {str(u["jira_id"]): str(u["display_name"]) for u in users_seen(issue)
+             if u.get("display_name")}
+    return ticket_from_issue(issue, assignee_before_approval=before), names
 
 
 @rules.command("explain")
@@ -199,17 +203,23 @@ def explain(key: str, rules_file: Path | None) -> None:
     if not (is_issue_key(key) or key.isdigit()):
         raise click.ClickException(f"'{given}' is not an issue key (write it like PAY-123)")
     current = require_rules(settings)
+    from leaderleader.lookups import ledger, names_of, ticket_in_ledger
+
+    names: dict[str, str] = {}
     if settings.jira_url:
-        ticket = _ticket_from_jira(settings, current, key)
+        ticket, names = _ticket_from_jira(settings, current, key)
         origin = f"from {settings.jira_url}"
     else:
-        found = _ticket_from_ledger(settings, key)
+        with ledger(settings, key, "; set JIRA_URL to fetch it from Jira") as session:
+            found = ticket_in_ledger(session, key)
         if found is None:
             raise click.ClickException(
                 f"{key} is not in the ledger; set JIRA_URL to fetch it from Jira"
             )
-        ticket, origin = found, "from the ledger (JIRA_URL is not set)"
+        ticket, origin = found, "from the ledger, its latest known state (JIRA_URL is not set)"
     verdict = evaluate(current, ticket)
+    people = [verdict.approver or "", verdict.holder or "", *verdict.unmapped]
+    names = {**names_of(settings, [p for p in people if p not in names]), **names}
     click.echo(f"(ticket {origin}; rules {settings.rules_file})")
-    for line in describe(verdict, current, ticket):
+    for line in describe(verdict, current, ticket, names):
         click.echo(line)

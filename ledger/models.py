@@ -195,5 +195,27 @@ class Intent(Base):
     jira_comment_id: Mapped[str] = mapped_column(String(64))
     author: Mapped[str | None] = mapped_column(String(128))
     author_handle: Mapped[str | None] = mapped_column(String(128))
+    author_level: Mapped[str | None] = mapped_column(String(64))
+    #: written by one of the wait's own approvers ("I intend to approve"): not a
+    #: decision taken closer to the work, so the report's intent figures leave it out
+    by_approver: Mapped[bool] = mapped_column(Boolean, default=False)
     body: Mapped[str] = mapped_column(Text)
     declared_at: Mapped[datetime]
+
+
+class JiraUser(Base):
+    """A Jira user seen in a delivery or a Jira answer: how to show them, and their DC key.
+
+    ``jira_id`` is the id the rest of the ledger uses (Cloud accountId, else the
+    Server/Data Center username); ``user_key`` is Data Center's key (``JIRAUSER10100``),
+    which changelogs may carry instead of the username.
+    """
+
+    __tablename__ = "jira_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jira_id: Mapped[str] = mapped_column(String(128), unique=True)
+    user_key: Mapped[str | None] = mapped_column(String(128), index=True)
+    display_name: Mapped[str | None] = mapped_column(String(256))
+    email: Mapped[str | None] = mapped_column(String(256))
+    seen_at: Mapped[datetime]

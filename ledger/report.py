@@ -29,8 +29,10 @@ Definitions (docs/report.md repeats them for managers):
   to the window's last week, gaps filled with empty weeks. The trend starts at
   ``since``; without it, at the Monday ``TREND_WEEKS - 1`` (25) weeks before the
   window's last week, so it spans at most 26 weeks; ``window.trend_since`` says where.
-* **Intents**: ``Intent`` rows declared in ``[since, until)``; ``ended_after_intent``:
-  episodes in the window with ``first_intent_at`` and ``ended_at`` both set.
+* **Intents**: ``Intent`` rows declared in ``[since, until)`` by someone other than the
+  wait's approver; ``ended_after_intent``: episodes in the window with
+  ``first_intent_at`` (the first such intent written while the episode was open) and
+  ``ended_at`` both set.
 
 All figures in hours are floats rounded to 2 decimals; times are naive UTC.
 """
@@ -58,6 +60,7 @@ from ledger.figures import (
 )
 from ledger.models import ApprovalWait as W
 from ledger.models import Intent, TicketRecord
+from ledger.people import display_names
 
 
 def iso_week(monday: date) -> str:
@@ -150,13 +153,19 @@ def unmapped(
     )
     rows = [(str(row.value), row.episodes, row.last_seen) for row in session.execute(query)
             if row.value and str(row.value) not in known_jira_ids]
-    return [{"jira_id": jira_id, "episodes": count, "last_seen": to_datetime(last).isoformat()}
+    names = display_names(session, [row[0] for row in rows])
+    return [{"jira_id": jira_id, "name": names.get(jira_id), "episodes": count,
+             "last_seen": to_datetime(last).isoformat()}
             for jira_id, count, last in sorted(rows, key=lambda item: (-item[1], item[0]))]
 
 
 def intents(session: Session, window: Window) -> int:
-    """Intents declared in ``[since, until)``; project and team come from their episode."""
-    query = select(func.count(Intent.id)).outerjoin(W, Intent.wait_id == W.id)
+    """Intents declared in ``[since, until)`` by someone other than the wait's approver.
+
+    Project and team come from their episode.
+    """
+    query = (select(func.count(Intent.id)).outerjoin(W, Intent.wait_id == W.id)
+             .where(Intent.by_approver.is_(False)))  # the approver's own is not delegated
     if window.since is not None:
         query = query.where(Intent.declared_at >= window.since)
     if window.until is not None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ledger.models import ApprovalWait, Comment, StatusChange, TicketRecord
+from ledger.models import ApprovalWait, Comment, Intent, StatusChange, TicketRecord
 from rules.model import Rules, Ticket, Verdict
 from rules.waiting import field_approvers, is_waiting
 
@@ -156,6 +156,7 @@ def open_wait(
             session.add(wait)
     except IntegrityError:  # a racing worker recorded the same episode
         return None
+    settle_intents(session, wait)  # intents whose delivery came before the wait's entry
     return wait
 
 
@@ -184,6 +185,7 @@ def close_wait(
     wait.ended_at = at
     wait.end_inferred = evidence is not None
     wait.end_evidence = evidence[:255] if evidence else None
+    settle_intents(session, wait)  # an intent written after this end is not its own
     return wait
 
 
@@ -203,10 +205,15 @@ def wait_began_near(session: Session, ticket: TicketRecord, at: datetime, within
 
 
 def wait_open_at(session: Session, ticket_id: int, at: datetime) -> ApprovalWait | None:
-    """The episode a comment made at ``at`` belongs to (the open one, or the one then open)."""
+    """The episode that was open at ``at`` (a comment's time), if any.
+
+    A comment written after the latest episode ended belongs to no episode: it is not
+    an answer to a wait that was already over.
+    """
     return session.scalar(
         select(ApprovalWait)
-        .where(ApprovalWait.ticket_id == ticket_id, ApprovalWait.started_at <= at)
+        .where(ApprovalWait.ticket_id == ticket_id, ApprovalWait.started_at <= at,
+               or_(ApprovalWait.ended_at.is_(None), ApprovalWait.ended_at > at))
         .order_by(ApprovalWait.started_at.desc())
         .limit(1)
     )
@@ -225,3 +232,38 @@ def add_comment(session: Session, wait: ApprovalWait, kind: str, now: datetime) 
     session.add(comment)
     session.flush()
     return comment
+
+
+def settle_intents(session: Session, wait: ApprovalWait) -> None:
+    """Give a wait whose bounds just became known exactly the intents written inside them.
+
+    Deliveries arrive out of order: an intent may come before its wait's entry, or be
+    attached to a wait whose earlier end arrives later.
+    """
+    session.flush()
+    inside = (Intent.declared_at >= wait.started_at) & (
+        Intent.declared_at < wait.ended_at if wait.ended_at is not None else true())
+    for intent in session.scalars(select(Intent).where(
+            Intent.issue_key == wait.issue_key,
+            ((Intent.wait_id.is_(None)) & inside) | ((Intent.wait_id == wait.id) & ~inside))):
+        owner = wait if intent.wait_id is None else (
+            wait_open_at(session, wait.ticket_id, intent.declared_at))  # a later wait, or none
+        intent.wait_id = owner.id if owner is not None else None
+        intent.by_approver = owner is not None and is_approver(owner, intent.author,
+                                                               intent.author_handle)
+        if owner is not None and owner is not wait:
+            _first_intent(session, owner)
+    _first_intent(session, wait)
+
+
+def _first_intent(session: Session, wait: ApprovalWait) -> None:
+    session.flush()
+    wait.first_intent_at = session.scalar(select(func.min(Intent.declared_at)).where(
+        Intent.wait_id == wait.id, Intent.by_approver.is_(False)))
+
+
+def is_approver(wait: ApprovalWait, author: str | None, handle: str | None) -> bool:
+    """Is the comment's author one of the approvers the wait was waiting on?"""
+    approvers = (wait.verdict or {}).get("approvers") or []
+    return bool(author) and (author in approvers or author == wait.approver) or (
+        handle is not None and handle == wait.approver)

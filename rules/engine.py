@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from rules.model import INFORMATION, DecisionRule, FieldCondition, Person, Rules, Ticket, Verdict
-from rules.waiting import field_approvers, ticket_waits
+from rules.waiting import approval_decided, field_approvers, ticket_waits
 
 
 def _any(wanted: Iterable[str], have: Iterable[str]) -> bool:
@@ -104,36 +104,56 @@ def _decider(rules: Rules, holder: Person, level: str) -> tuple[Person | None, t
     return None, tuple(path)
 
 
+def _not_waiting(rules: Rules, ticket: Ticket) -> str:
+    field = rules.waiting.approver_field
+    decided = approval_decided(rules, ticket.fields)
+    if decided is not None:
+        return (f"The approval in {field} has its final decision ({decided}), so the ticket "
+                "no longer waits for it.")
+    if rules.waiting.statuses:
+        return (f"The ticket is in status '{ticket.status}', which is not a "
+                "waiting-for-approval status.")
+    return f"Nobody is named in the approver field {field}, so the ticket waits for no approval."
+
+
+def _approver_ids(rules: Rules, ticket: Ticket, reasons: list[str]) -> tuple[str, ...]:
+    """Who the ticket waits on: the approver field's users, else its assignee."""
+    named = field_approvers(rules, ticket.fields)
+    if named:
+        reasons.append("The ticket waits for approval from the approver field "
+                       f"{rules.waiting.approver_field}.")
+        return named
+    if ticket.assignee:
+        reasons.append(f"The ticket is in '{ticket.status}'; its assignee is the approver.")
+        return (ticket.assignee,)
+    empty = (f"the approver field {rules.waiting.approver_field} names nobody and "
+             if rules.waiting.approver_field else "")
+    reasons.append(f"The ticket is in '{ticket.status}', but {empty}it is unassigned: "
+                   "nobody is named to approve it.")
+    return ()
+
+
 def evaluate(rules: Rules, ticket: Ticket) -> Verdict:
     """Decide whether the ticket waits above the level that holds the information, and why."""
     reasons: list[str] = []
     if not ticket_waits(rules, ticket):
-        reasons.append(f"The ticket is in status '{ticket.status}', which is not a "
-                       "waiting-for-approval status, and no approver is set.")
+        reasons.append(_not_waiting(rules, ticket))
         return Verdict(key=ticket.key, waiting=False, flagged=False, reasons=tuple(reasons),
                        tolerance=rules.flag.tolerance)
-    named = field_approvers(rules, ticket.fields)
-    if named:
-        approver_ids = named
-        reasons.append("The ticket waits for approval from the approver field "
-                       f"{rules.waiting.approver_field}.")
-    else:
-        approver_ids = (ticket.assignee,) if ticket.assignee else ()
-        reasons.append(f"The ticket is in '{ticket.status}'; its assignee is the approver.")
+    approver_ids = _approver_ids(rules, ticket, reasons)
     base: dict[str, Any] = {"key": ticket.key, "waiting": True, "approvers": approver_ids,
                             "tolerance": rules.flag.tolerance}
     mapped = [p for p in (rules.person_by_jira(a) for a in approver_ids) if p is not None]
     unmapped = [a for a in approver_ids if rules.person_by_jira(a) is None]
     approver = max(mapped, key=lambda p: rules.rank(p.level), default=None)
-    if approver is None:
-        missing = tuple(unmapped)
-        reasons.append("Nobody approves it that the rules file knows"
-                       + (f" ({', '.join(missing)} is not in people)." if missing else "."))
-        return Verdict(**base, flagged=False, reasons=tuple(reasons),
-                       approver=missing[0] if missing else None, unmapped=missing)
-    reasons.append(f"It waits on {_label(approver)}"
-                   + (", the highest-level of its approvers." if len(approver_ids) > 1 else "."))
-    base.update(approver=approver.handle, approver_level=approver.level)
+    if approver is not None:
+        reasons.append(f"It waits on {_label(approver)}"
+                       + (", the highest-level of its approvers." if len(approver_ids) > 1 else "."))
+        base.update(approver=approver.handle, approver_level=approver.level)
+    elif unmapped:
+        reasons.append(f"It waits on {', '.join(unmapped)}, not in the rules file's people: "
+                       "their level is unknown, so leaderleader does not guess.")
+        base.update(approver=unmapped[0])
 
     holder_id = ticket.assignee_before_approval or (
         ticket.assignee if ticket.assignee not in approver_ids else None) or ticket.reporter
@@ -166,6 +186,12 @@ def evaluate(rules: Rules, ticket: Ticket) -> Verdict:
            if rule.decided_at == INFORMATION else f"{level} level")
     reasons.append(f"Decision rule '{rule.name}' (line {rule.line}) lets it be decided at {how}.")
     base.update(rule=rule.name, decision_level=level)
+    if approver is None:
+        reasons.append("With no approver of known level there is nothing to compare: "
+                       "nothing is flagged." if unmapped else
+                       "With nobody named to approve it there is nothing to compare: "
+                       "nothing is flagged.")
+        return Verdict(**base, flagged=False, reasons=tuple(reasons))
     if level not in rules.levels or approver.level not in rules.levels:
         reasons.append("A level here is not in the rules' levels, so nothing is compared.")
         return Verdict(**base, flagged=False, reasons=tuple(reasons))

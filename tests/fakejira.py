@@ -44,6 +44,11 @@ DEFAULT_FIELDS: tuple[dict[str, Any], ...] = (
      "clauseNames": ["cf[10052]"],
      "schema": {"type": "string", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textarea",
                 "customId": 10052}},
+    {"id": "customfield_10010", "key": "customfield_10010", "name": "Approvals", "custom": True,
+     "clauseNames": ["cf[10010]", "Approvals"],
+     "schema": {"type": "sd-approvals",
+                "custom": "com.atlassian.servicedesk.approvals-plugin:sd-approvals",
+                "customId": 10010}},
     {"id": "customfield_10060", "key": "customfield_10060", "name": "Cost", "custom": True,
      "clauseNames": ["cf[10060]", "Cost"],
      "schema": {"type": "number", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:float",
@@ -151,6 +156,44 @@ class FakeJira:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    # -- users, statuses and fields (``rules check --against-jira``, DC user keys) ----------
+    def add_known_user(self, display_name: str, *, account_id: str | None = None,
+                       name: str | None = None, key: str | None = None) -> dict[str, Any]:
+        """A user Jira knows, without an email: Cloud by accountId, Server/DC by username and key."""
+        jira_id = (account_id or name) if self.deployment == "Cloud" else name
+        return self.add_user(str(jira_id), display_name, "", email_visible=False, key=key)
+
+    def _find_user(self, args: Any) -> dict[str, Any] | None:
+        lookups = (("accountId", "accountId"), ("username", "name"), ("key", "key"))
+        for param, attribute in lookups:
+            wanted = args.get(param)
+            if wanted:
+                return next((u["user"] for u in self.users
+                             if u["user"].get(attribute) == wanted), None)
+        return None
+
+    def _add_metadata_routes(self, app: Flask) -> None:
+        fake = self
+
+        @app.get("/rest/api/2/user")
+        def get_user() -> Any:
+            if not any(request.args.get(p) for p in ("accountId", "username", "key")):
+                return _error(400, "The username query parameter was not provided")
+            if fake.deployment == "Cloud" and not request.args.get("accountId"):
+                return _error(400, "The accountId query parameter needs to be provided")
+            user = fake._find_user(request.args)
+            if user is None:
+                return _error(404, "The user named '{0}' does not exist")
+            return jsonify(user)
+
+        @app.get("/rest/api/2/status")
+        def list_statuses() -> Any:
+            return jsonify(fake.statuses)
+
+        @app.get("/rest/api/2/field")
+        def list_fields() -> Any:
+            return jsonify(fake.fields)
 
     # -- the HTTP API -----------------------------------------------------------------
     def _fault(self) -> Fault | None:
@@ -279,6 +322,8 @@ class FakeJira:
             if not fake.report_deployment:
                 info.pop("deploymentType")
             return jsonify(info)
+
+        fake._add_metadata_routes(app)
 
         @app.get("/rest/api/2/myself")
         def myself() -> Any:

@@ -207,3 +207,35 @@ def test_without_a_jira_to_ask_mentions_follow_the_shape_of_the_id():
         "[~accountid:712020:0a1b2c3d-4e5f-6789-abcd-ef0123456789]")
     assert mention(CAROL, "auto") == f"[~{CAROL}]"
     assert mention(CAROL, "cloud") == f"[~accountid:{CAROL}]"
+
+
+def test_an_unmapped_approver_still_shows_the_holder_and_the_team():
+    verdict = evaluate(RULES, ticket(labels=("deploy",), assignee="712020:stranger"))
+    assert (verdict.waiting, verdict.flagged) == (True, False)
+    assert (verdict.approver, verdict.approver_level) == ("712020:stranger", None)
+    assert (verdict.holder, verdict.holder_level, verdict.holder_team) == ("bob", "engineer", "payments")
+    assert (verdict.rule, verdict.unmapped) == ("Routine production deploy", ("712020:stranger",))
+    assert "712020:stranger, not in the rules file" in " ".join(verdict.reasons)
+
+
+def test_a_wait_with_no_approver_says_so():
+    verdict = evaluate(RULES, ticket(labels=("deploy",), assignee=None))
+    assert (verdict.waiting, verdict.flagged, verdict.approver, verdict.unmapped) == (True, False, None, ())
+    assert verdict.holder == "bob"
+    text = " ".join(verdict.reasons)
+    assert "it is unassigned: nobody is named to approve it" in text
+    assert "the rules file knows" not in text
+
+
+def test_a_jsm_approval_waits_on_its_pending_approvers_only():
+    jsm = replace(RULES, waiting=WaitingForApproval(statuses=("Waiting for approval",),
+                                                    approver_field="customfield_10010"))
+    approval = {"decision": "pending", "approvers": [CAROL, DANA], "pending": [CAROL]}
+    waiting = ticket(status="Waiting for approval", labels=("deploy",),
+                     fields={"customfield_10010": approval})
+    assert evaluate(jsm, waiting).approver == "carol"  # dana already answered
+    decided = replace(waiting, fields={"customfield_10010": {**approval, "decision": "approved",
+                                                             "pending": []}})
+    verdict = evaluate(jsm, decided)
+    assert not verdict.waiting
+    assert "final decision (approved)" in verdict.reasons[0]

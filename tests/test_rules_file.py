@@ -194,7 +194,7 @@ def test_rules_check_against_the_ledger_lists_missing_people(make_app, database_
     env = {"DATABASE_URL": database_url}
     result = CliRunner().invoke(main, ["rules", "check", str(EXAMPLE_RULES), "--against-ledger"], env=env)
     assert result.exit_code == 0, result.output
-    assert (f"not in {EXAMPLE_RULES}: 712020:0a1b2c3d-4e5f-6789-abcd-ef0123456789 "
+    assert (f"not in {EXAMPLE_RULES}: Sam Outsider (712020:0a1b2c3d-4e5f-6789-abcd-ef0123456789) "
             "(1 approval wait(s) in the ledger)") in result.output
     fixed = tmp_path / "rules.yaml"
     fixed.write_text(EXAMPLE_RULES.read_text().replace(

@@ -253,6 +253,8 @@ SPEC: dict[str, Any] = {
                     "median_wait_hours": {"type": ["number", "null"]}}}},
                 "unmapped": {"type": "array", "items": {"type": "object", "properties": {
                     "jira_id": {"type": "string"}, "episodes": {"type": "integer"},
+                    "name": {"type": ["string", "null"],
+                             "description": "Display name Jira last sent for this user."},
                     "last_seen": {"type": "string", "format": "date-time"}}}},
             }},
         },

@@ -98,8 +98,8 @@ def test_window_figures_exact(report_app: Flask) -> None:
     ]
     # dana.k (W3) is in the rules file now; W5's 5b10unknown is before the window
     assert report["unmapped"] == [
-        {"jira_id": "5b10unknown", "episodes": 1, "last_seen": "2026-11-01T00:00:00"},
-        {"jira_id": "ghost.holder", "episodes": 1, "last_seen": "2026-11-19T00:00:00"},
+        {"jira_id": "5b10unknown", "name": None, "episodes": 1, "last_seen": "2026-11-01T00:00:00"},
+        {"jira_id": "ghost.holder", "name": None, "episodes": 1, "last_seen": "2026-11-19T00:00:00"},
     ]
 
 
@@ -119,7 +119,7 @@ def test_whole_history(report_app: Flask) -> None:
         "week": "2026-W45", "week_start": "2026-11-02", "episodes": 0, "flagged": 0,
         "ended": 0, "median_wait_hours": None, "p90_wait_hours": None}
     assert report["unmapped"][0] == {
-        "jira_id": "5b10unknown", "episodes": 2, "last_seen": "2026-11-10T00:00:00"}
+        "jira_id": "5b10unknown", "name": None, "episodes": 2, "last_seen": "2026-11-10T00:00:00"}
 
 
 #: Waits far older than the default trend: one in 2017, one the day before the trend's

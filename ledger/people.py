@@ -1,0 +1,76 @@
+"""Jira users the ledger has seen: their display names, and Data Center keys to usernames.
+
+Every delivery (and backfill's answers from Jira) carries user objects with a display
+name; keeping them lets the report, ``rules explain``, ``simulate`` and ``rules check``
+show a person missing from the rules file by name instead of an opaque id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ledger.models import JiraUser
+
+#: One seen user: ``jira_id`` (accountId or username), ``key``, ``display_name``, ``email``.
+SeenUser = Mapping[str, str | None]
+
+
+def remember_users(session: Session, users: Iterable[SeenUser], at: datetime) -> None:
+    """Insert users not seen before; refresh name, email and key of those that changed."""
+    wanted = {u["jira_id"]: u for u in users if u.get("jira_id")}
+    if not wanted:
+        return
+    known = {row.jira_id: row for row in session.scalars(
+        select(JiraUser).where(JiraUser.jira_id.in_(list(wanted))))}
+    for jira_id, user in wanted.items():
+        row = known.get(str(jira_id))
+        if row is None:
+            try:
+                with session.begin_nested():
+                    session.add(JiraUser(jira_id=jira_id, user_key=user.get("key"),
+                                         display_name=user.get("display_name"),
+                                         email=user.get("email"), seen_at=at))
+            except IntegrityError:  # another worker recorded the same user just now
+                pass
+            continue
+        if row.seen_at is not None and row.seen_at > at:
+            continue  # a late delivery: the newer name stands
+        for attribute, value in (("user_key", user.get("key")),
+                                 ("display_name", user.get("display_name")),
+                                 ("email", user.get("email"))):
+            if value and getattr(row, attribute) != value:
+                setattr(row, attribute, value)
+        row.seen_at = at
+
+
+def display_names(session: Session, jira_ids: Collection[str]) -> dict[str, str]:
+    """Jira id -> display name, for the ids the ledger has a name for."""
+    if not jira_ids:
+        return {}
+    rows = session.execute(select(JiraUser.jira_id, JiraUser.user_key, JiraUser.display_name)
+                           .where(or_(JiraUser.jira_id.in_(list(jira_ids)),
+                                      JiraUser.user_key.in_(list(jira_ids)))))
+    names: dict[str, str] = {}
+    for jira_id, key, name in rows:
+        if name:
+            names.setdefault(jira_id, name)
+            if key:
+                names.setdefault(key, name)
+    return {i: names[i] for i in jira_ids if i in names}
+
+
+def username_for_key(session: Session, value: str | None) -> str | None:
+    """A Data Center user key (``JIRAUSER10100``) as the username it belongs to.
+
+    Values that are no known key (usernames, Cloud accountIds) come back unchanged.
+    """
+    if not value:
+        return value
+    found = session.scalar(select(JiraUser.jira_id).where(JiraUser.user_key == value,
+                                                         JiraUser.jira_id != value).limit(1))
+    return found or value

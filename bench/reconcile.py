@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import embedded_redis_url, write_result
-from connector.history import jira_time
-from connector.shapes import ticket_from_issue
+from connector.shapes import jira_time, ticket_from_issue
 from jobs.reconcile import reconcile
 from ledger.waits import open_wait, ticket_row, update_ticket
 from rules.engine import evaluate

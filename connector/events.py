@@ -15,8 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.history import jira_time
-from connector.shapes import is_issue_key, ticket_from_issue, user_id
+from connector.shapes import is_issue_key, jira_time, ticket_from_issue, user_id
 from rules.model import Ticket, utc_now
 
 ISSUE_EVENTS = frozenset({"jira:issue_created", "jira:issue_updated"})

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from connector.shapes import (
     assignee_items,
     changelog_users,
     item_user,
+    jira_time,
     normalise_field,
     status_items,
     user_id,
@@ -27,20 +28,6 @@ class Episode:
     approver_assignee: str | None  # who had it while it waited
     status_id: str | None = None  # the waiting status's id, when the changelog gives it
     approvers: tuple[str, ...] = ()  # the approver field's users when the wait began
-
-
-def jira_time(value: Any) -> datetime | None:
-    """Jira's ``2026-11-20T10:15:02.511+0000`` as naive UTC (None when unreadable)."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    if len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit():
-        text = text[:-2] + ":" + text[-2:]  # +0000 -> +00:00 for fromisoformat
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is None else parsed.astimezone(UTC).replace(tzinfo=None)
 
 
 def _field_items(history: Any, field_id: str) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ users differently on Cloud (``accountId``) and Server/Data Center (``name``/``ke
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from rules.model import Ticket
@@ -88,7 +89,6 @@ def _approval_time(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str) and value:
-        from connector.history import jira_time
 
         parsed = jira_time(value)
         return parsed.timestamp() * 1000 if parsed else None
@@ -241,3 +241,17 @@ def changelog_users(raw: Any) -> tuple[str, ...]:
     if not isinstance(raw, str) or not raw.strip():
         return ()
     return tuple(u for u in (p.strip() for p in re.split(r"[,\s]+", raw.strip().strip("[]"))) if u)
+
+
+def jira_time(value: Any) -> datetime | None:
+    """Jira's ``2026-11-20T10:15:02.511+0000`` as naive UTC (None when unreadable)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    if len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit():
+        text = text[:-2] + ":" + text[-2:]  # +0000 -> +00:00 for fromisoformat
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is None else parsed.astimezone(UTC).replace(tzinfo=None)

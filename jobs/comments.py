@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 
 from connector.client import JiraConnector
 from connector.errors import PermanentJiraError, TransientJiraError
-from connector.history import jira_time
-from connector.shapes import ticket_from_issue
+from connector.shapes import jira_time, ticket_from_issue
 from ledger.models import ApprovalWait, Comment, Intent
 from ledger.waits import add_comment, close_wait
 from rules.comment import render_comment, render_reminder

@@ -18,14 +18,19 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connector.history import Episode, approval_episodes, jira_time
-from connector.shapes import approval_during, normalise_field, ticket_from_issue, users_seen
+from connector.history import Episode, approval_episodes
+from connector.shapes import (
+    approval_during,
+    jira_time,
+    normalise_field,
+    ticket_from_issue,
+    users_seen,
+)
 from ledger.models import ApprovalWait, TicketRecord
 from ledger.people import remember_users
 from ledger.waits import close_wait, open_wait, record_change, update_ticket
 from rules.engine import evaluate
 from rules.model import Rules, Ticket, Verdict, utc_now
-
 
 #: A Jira user id as the rules file names it (Data Center keys -> usernames).
 Resolve = Callable[[str | None], str | None]

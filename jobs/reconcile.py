@@ -34,8 +34,8 @@ from sqlalchemy.orm import Session
 
 from connector.client import KEYS_PER_SEARCH, JiraConnector
 from connector.errors import PermanentJiraError
-from connector.history import approval_episodes, jira_time
-from connector.shapes import ticket_from_issue
+from connector.history import approval_episodes
+from connector.shapes import jira_time, ticket_from_issue
 from jobs.comments import enqueue_comment
 from jobs.history import SAME_TRANSITION, episode_view
 from ledger.models import ApprovalWait, TicketRecord

@@ -87,7 +87,9 @@ def _jira_or_exit(command: str) -> JiraConnector:
     settings = Settings.from_env()
     if not settings.jira_url:
         raise click.ClickException(f"{command} needs JIRA_URL (and credentials) to read from Jira")
-    return jira_connector(settings)
+    jira = jira_connector(settings)
+    jira.connect()  # a wrong or unreachable JIRA_URL is said now, in one line
+    return jira
 
 
 def _write(out: Path | None, text: str, force: bool) -> None:

@@ -97,7 +97,9 @@ def _against_jira(file: Path, current: Rules) -> list[str]:
     if not settings.jira_url:
         raise click.ClickException("--against-jira needs JIRA_URL (and credentials)")
     try:
-        findings = jira_findings(jira_connector(settings), current)
+        jira = jira_connector(settings)
+        jira.connect()  # a wrong or unreachable JIRA_URL is said now, in one line
+        findings = jira_findings(jira, current)
     except JiraError as error:
         raise click.ClickException(f"cannot check against Jira: {error}") from None
     if not findings:
@@ -179,6 +181,7 @@ def _ticket_from_jira(settings: Settings, rules_: Rules, key: str) -> tuple[Tick
 
     jira = jira_connector(settings)
     try:
+        jira.connect()  # a wrong or unreachable JIRA_URL is said now, in one line
         issue = jira.fetch_issue(key)
         episodes = approval_episodes(issue, rules_)
         before = episodes[-1].assignee_before if episodes and episodes[-1].ended_at is None else None
@@ -210,7 +213,7 @@ def explain(key: str, rules_file: Path | None) -> None:
         ticket, names = _ticket_from_jira(settings, current, key)
         origin = f"from {settings.jira_url}"
     else:
-        with ledger(settings, key, "; set JIRA_URL to fetch it from Jira") as session:
+        with ledger(settings, key, ", or set JIRA_URL to fetch the ticket from Jira") as session:
             found = ticket_in_ledger(session, key)
         if found is None:
             raise click.ClickException(

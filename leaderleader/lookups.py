@@ -154,7 +154,10 @@ def jira_findings(jira: Any, rules: Rules) -> list[str]:
         by_id = {str(f.get("id")): f for f in fields}
         if field not in by_id:
             by_name = {str(f.get("name")): str(f.get("id")) for f in fields if f.get("name")}
-            close = difflib.get_close_matches(field, list(by_id), n=1)
+            # an approver field holds users (or JSM approvals): suggest among those first
+            people = [i for i, f in by_id.items() if _holds_people(f)]
+            close = (difflib.get_close_matches(field, people, n=1)
+                     or difflib.get_close_matches(field, list(by_id), n=1))
             hint = (f"; did you mean '{close[0]}' ({by_id[close[0]].get('name')})?" if close else
                     f"; it is the name of {by_name[field]}: write that id" if field in by_name
                     else "")
@@ -163,3 +166,9 @@ def jira_findings(jira: Any, rules: Rules) -> list[str]:
         if jira.find_user(person.jira) is None:
             findings.append(f"people.{handle}: Jira has no user '{person.jira}'")
     return findings
+
+
+def _holds_people(field: dict[str, Any]) -> bool:
+    """A user picker (single or multi) or JSM's Approvals field, by its schema."""
+    schema = field.get("schema") if isinstance(field.get("schema"), dict) else {}
+    return schema.get("type") in ("user", "sd-approvals") or schema.get("items") == "user"

@@ -29,6 +29,7 @@ from sqlalchemy import Float, Integer, cast, func, literal
 from sqlalchemy.sql.elements import ColumnElement
 
 from ledger.figures import FRACTIONS, percentile
+
 #: Buckets 10 sqrt(seconds) wide: an hour's wait is bucket 6, a day's 29, 30 days' 160.
 #: Coarser buckets mean fewer groups to count in pass 1 and more waits to rank in pass 2.
 SCALE = 0.1

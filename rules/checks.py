@@ -14,9 +14,19 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from rules.comment import template_problem
-from rules.model import (DEFAULT_INTENT_TEMPLATE, INFORMATION, CommentPolicy, DecisionRule,
-                         FieldCondition, FlagPolicy, Match, Person, Rules, Team,
-                         WaitingForApproval)
+from rules.model import (
+    DEFAULT_INTENT_TEMPLATE,
+    INFORMATION,
+    CommentPolicy,
+    DecisionRule,
+    FieldCondition,
+    FlagPolicy,
+    Match,
+    Person,
+    Rules,
+    Team,
+    WaitingForApproval,
+)
 from rules.schema import RulesIn
 
 _DURATION = re.compile(r"^(?:(\d+)w)?\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?$")

@@ -122,6 +122,8 @@ def test_check_against_the_ledger_warns_about_a_status_it_never_saw(make_app, da
 def test_check_against_jira_finds_statuses_fields_and_people_jira_does_not_have(
         database_url, tmp_path, deployment):
     with FakeJira(deployment=deployment) as jira:
+        jira.statuses.append({"id": "10051", "name": "Pending Sign-off",
+                              "statusCategory": {"key": "indeterminate"}})
         for account, name in (("5b10a2844c20165700ede21g", "Bob Li"), ("5b10ac8d82e05b22cc7d4ef5", "Alice Ng"),
                               ("carol.s", "Carol S"), ("dana.k", "Dana K")):
             jira.add_known_user(name, account_id=account, name=account)

@@ -112,11 +112,13 @@ def test_a_newer_name_replaces_the_old_one_and_a_late_delivery_does_not(make_app
     app = make_app()
     renamed = fixture_json(DEPLOY)
     renamed["timestamp"] += HOUR_MS
+    renamed["changelog"]["id"] = "20431"  # a later change of the ticket, not a repeat
     for user in (renamed["user"], renamed["issue"]["fields"]["reporter"],
                  renamed["issue"]["fields"]["creator"]):
         user["displayName"] = "Bob Li-Meyer"
     older = fixture_json(DEPLOY)
     older["timestamp"] -= HOUR_MS
+    older["changelog"]["id"] = "10430"
     for body in (fixture_body(DEPLOY), body_of(renamed), body_of(older)):
         post_webhook(app, body)
         run_worker(app)

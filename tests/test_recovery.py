@@ -151,7 +151,8 @@ def test_scheduler_and_worker_ride_out_a_redis_outage(settings, fake_jira, tmp_p
     runtime = Runtime.build(settings, connection=redis.Redis(port=port))
     app = create_app(runtime=runtime)
     env = {**_worker_env(settings, url, fake_jira.url), "LEADERLEADER_RETRY_INTERVALS": "1,1,1",
-           "LEADERLEADER_WORKER_MAINTENANCE": "2"}
+           "LEADERLEADER_WORKER_MAINTENANCE": "2",
+           "LEADERLEADER_RECONCILE_SECONDS": "0"}  # the fake issues carry no changelog
     processes = [subprocess.Popen([sys.executable, "-m", "leaderleader", *command], cwd=ROOT,
                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)

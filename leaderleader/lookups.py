@@ -170,5 +170,7 @@ def jira_findings(jira: Any, rules: Rules) -> list[str]:
 
 def _holds_people(field: dict[str, Any]) -> bool:
     """A user picker (single or multi) or JSM's Approvals field, by its schema."""
-    schema = field.get("schema") if isinstance(field.get("schema"), dict) else {}
+    schema = field.get("schema")
+    if not isinstance(schema, dict):
+        return False
     return schema.get("type") in ("user", "sd-approvals") or schema.get("items") == "user"

@@ -128,6 +128,12 @@ def describe(verdict: Verdict, rules: Rules, ticket: Ticket) -> list[str]:
         lines.append(f"information holder: {who(verdict.holder, verdict.holder_level)}")
         if verdict.rule:
             lines.append(f"decision rule: {verdict.rule} (decided at {verdict.decision_level})")
+        if verdict.purpose:
+            lines.append(f"purpose: {verdict.purpose}")
+        if verdict.require:
+            gap = (f"competence gap: nobody at the information level holds it; nearest who "
+                   f"does: {who(verdict.competent, None)}" if verdict.competence_gap else "held")
+            lines.append(f"requires competence: {verdict.require} ({gap})")
         if verdict.decider:
             lines.append(f"suggested decider: {who(verdict.decider, verdict.decider_level)}")
         if verdict.unmapped:

@@ -269,12 +269,10 @@ def _decisions(doc: RulesDocument, findings: Findings) -> tuple[DecisionRule, ..
 
 
 def information_holders(doc: RulesDocument) -> list[str]:
-    """The people who may hold the information: team members and team leads (everyone
-    when the file names no teams), by handle."""
+    """The people closest to the work, who hold the information: everyone with a ``team``
+    (everyone in ``people`` when nobody has one), by handle."""
     people = doc.parsed.people
-    leads = {t.lead for t in doc.parsed.teams.values() if t.lead}
-    close = [h for h, p in people.items() if p.team is not None or h in leads]
-    return close or list(people)
+    return [h for h, p in people.items() if p.team is not None] or list(people)
 
 
 def lowered_below(doc: RulesDocument, level: str) -> list[str]:

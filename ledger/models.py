@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -70,6 +71,8 @@ class TicketRecord(Base):
     #: webhook moving ``updated_at`` on does not make backfill skip the older history.
     history_through: Mapped[datetime | None]
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Jira's ``statusCategory.key`` of the latest state (new / indeterminate / done)
+    status_category: Mapped[str | None] = mapped_column(String(32))
 
     waits: Mapped[list[ApprovalWait]] = relationship(back_populates="ticket")
 
@@ -132,6 +135,19 @@ class ApprovalWait(Base):
     rules_digest: Mapped[str | None] = mapped_column(String(64))
     first_intent_at: Mapped[datetime | None]
     source: Mapped[str] = mapped_column(String(16), default="webhook")
+    #: nobody at the information level holds the competence the rule requires
+    competence_gap: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    competence: Mapped[str | None] = mapped_column(String(128))  # the rule's ``require``
+    competent: Mapped[str | None] = mapped_column(String(128))  # nearest who holds it
+    #: when the ticket was last handed to its approver during the wait (None: at the start)
+    reached_at: Mapped[datetime | None]
+    end_status: Mapped[str | None] = mapped_column(String(128))  # the status it left into
+    #: the approver's answer to the wait's intent: "acknowledged" or "objected" (see ledger.loop)
+    reply: Mapped[str | None] = mapped_column(String(16))
+    replied_at: Mapped[datetime | None]
+    #: a decision taken by intent that came back: "reopened" or "reverted"
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome_at: Mapped[datetime | None]
 
     ticket: Mapped[TicketRecord] = relationship(back_populates="waits")
     comments: Mapped[list[Comment]] = relationship(back_populates="wait")

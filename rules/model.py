@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 
@@ -96,6 +96,19 @@ DEFAULT_INTENT_TEMPLATE = (
     "I intend to <action> because <reason>. "
     "I will proceed on {{ proceed_on }} unless someone objects."
 )
+
+
+#: how long an intent gives others to object when the rules set no ``remind_after``
+DEFAULT_GRACE = timedelta(days=2)
+
+
+def proceed_on_date(base: datetime, remind_after: timedelta | None) -> date:
+    """The date an intent proposes to go ahead: ``remind_after`` (else 2 days) after ``base``,
+    moved on to a weekday."""
+    day = (base + (remind_after or DEFAULT_GRACE)).date()
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,7 @@ def bottlenecks() -> Any:
             levels=rules.levels if rules else (),
             known_jira_ids={p.jira for p in rules.people.values()} if rules else (),
             longest=limit,
+            rules=rules,
         )
     base = runtime.settings.jira_url
     for row in report["longest_waiting"]:

@@ -75,9 +75,12 @@ def test_window_figures_exact(report_app: Flask) -> None:
         {"team": "payments",  # W6 is its only open wait
          **figures(6, 3, 1, 5, 1, 10.0, 38.4, 92.0, 48.0, 48.0, 48.0, 48.0)},
     ]
+    deploy_purpose = ("The engineer who wrote the change knows its risk best; the pipeline "
+                      "checks the rest.")  # the example rules' purpose of DEPLOY
     assert report["by_rule"] == [
-        {"rule": None, **UNKNOWN}, {"rule": DEPLOY, **DANA}, {"rule": SPEND, **CAROL},
-        {"rule": ELSE, **ALICE},
+        {"rule": None, **UNKNOWN, "purpose": None},
+        {"rule": DEPLOY, **DANA, "purpose": deploy_purpose},
+        {"rule": SPEND, **CAROL, "purpose": None}, {"rule": ELSE, **ALICE, "purpose": None},
     ]
     assert report["longest_waiting"] == [
         {"key": "OPS-7", "project": "OPS", "team": None, "status": "Awaiting Approval",

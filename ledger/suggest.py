@@ -49,7 +49,7 @@ def _median(values: list[float]) -> float:
 def _rubber_stamps(rows: list[Any], rules: Rules) -> list[Suggestion]:
     groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
     for row in rows:
-        if row.ended_at is not None and row.decision_rule and row.approver_level:
+        if row.ended_at is not None and row.decision_rule and row.approver and row.approver_level:
             groups[(row.decision_rule, row.approver)].append(row)
     rule_by_name = {r.name: r for r in rules.decisions}
     found = []

@@ -137,3 +137,17 @@ def test_a_bad_since_is_one_line(database_url):
     result = suggest(database_url, "--since", "half a year")
     assert result.exit_code == 1
     assert result.output.strip() == "Error: --since must look like 90d, 12w or 36h, not 'half a year'"
+
+
+def test_the_report_lists_what_rules_suggest_would_propose(make_app):
+    from tests.reports.conftest import TOKEN, bearer
+
+    app = make_app(report_token=TOKEN)
+    _store(app, _ledger(utc_now()))
+    report = app.test_client().get("/reports/bottlenecks", headers=bearer()).get_json()
+    [stamp] = report["suggestions"]
+    assert {k: stamp[k] for k in ("kind", "rule", "current", "decided_at")} == {
+        "kind": "rubber_stamp", "rule": "Spend under 5k", "current": "manager",
+        "decided_at": "tech_lead"}
+    assert stamp["figures"] == {"approver": "carol", "waits": 8, "approved": 8,
+                                "median_approval_hours": 0.05, "median_wait_hours": 20.0}

@@ -284,7 +284,8 @@ def _link(event: str, at: datetime, raw: Any) -> LinkCreated:
     destination = _identifier(link.get("destinationIssueId"), "'issueLink.destinationIssueId'")
     if not source or not destination:
         raise PayloadError("'issueLink' must name its sourceIssueId and destinationIssueId")
-    kind = link.get("issueLinkType") if isinstance(link.get("issueLinkType"), dict) else {}
+    kind: dict[str, Any] = link["issueLinkType"] if isinstance(link.get("issueLinkType"),
+                                                                dict) else {}
     return LinkCreated(event=event, at=at, source_id=source, destination_id=destination,
                        type_name=_text(kind.get("name")) or "",
                        outward=_text(kind.get("outwardName")) or "",

@@ -103,11 +103,11 @@ def loop(session: Session, window: Window, now: datetime, rules: Rules | None) -
     """``loop``: the answers to intents and the outcomes of decisions taken by intent."""
     remind_after = rules.flag.remind_after if rules else None
     levels = rules.levels if rules else ()
-    rows = session.execute(
+    rows: list[Any] = list(session.execute(
         select(W.approver, W.approver_level, W.team, W.decision_rule, W.first_intent_at,
                W.ended_at, W.reply, W.replied_at, W.outcome)
         .where(*window_conditions(window), W.first_intent_at.is_not(None))
-    ).all()
+    ))
     decided = [r for r in rows if r.ended_at is not None and r.first_intent_at <= r.ended_at]
     by_approver, by_level = _by_decider(rows, now, remind_after, levels)
     return {
@@ -175,10 +175,11 @@ def intents_by(session: Session, window: Window, rules: Rules | None) -> dict[st
     levels: Counter[str | None] = Counter()
     teams: Counter[str | None] = Counter()
     for handle, team in session.execute(query):
-        person = people.get(handle) if handle else None
+        person = people.get(handle) if handle is not None else None
         levels[person.level if person else None] += 1
         teams[team] += 1
-    rank = {level: index for index, level in enumerate(rules.levels if rules else ())}
+    rank: dict[str | None, int] = {
+        level: index for index, level in enumerate(rules.levels if rules else ())}
     return {
         "intents_by_level": [{"level": lv, "intents": n} for lv, n in sorted(
             levels.items(), key=lambda item: (rank.get(item[0], len(rank)), str(item[0] or "")))],

@@ -138,11 +138,11 @@ def _acting_on_intents(session: Session, since: datetime, now: datetime,
 
 def suggestions(session: Session, rules: Rules, since: datetime, now: datetime) -> list[Suggestion]:
     """Everything the ledger since ``since`` suggests changing in ``rules``."""
-    rows = session.execute(
+    rows: list[Any] = list(session.execute(
         select(W.decision_rule, W.approver, W.approver_level, W.holder_level, W.flagged,
                W.started_at, W.ended_at, W.reached_at, W.end_status)
         .where(W.started_at >= since)
-    ).all()
+    ))
     stamps = _rubber_stamps(rows, rules)
     flagged = _always_flagged(rows, rules, {s.rule for s in stamps if s.rule})
     return stamps + flagged + _acting_on_intents(session, since, now, rules)

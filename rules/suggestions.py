@@ -69,8 +69,9 @@ def suggested_text(text: str, suggestions: list[Suggestion]) -> str:
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
-    names = [_node(root, "decisions", i, "name") for i in range(len(_node(root, "decisions").value))] \
-        if isinstance(_node(root, "decisions"), yaml.SequenceNode) else []
+    decisions = _node(root, "decisions")
+    count = len(decisions.value) if isinstance(decisions, yaml.SequenceNode) else 0
+    names = [_node(root, "decisions", i, "name") for i in range(count)]
     edits: list[tuple[int, Suggestion, yaml.Node | None]] = []
     for suggestion in suggestions:
         if suggestion.rule is not None:

@@ -58,6 +58,7 @@ def test_very_well_from_the_approver_acknowledges_the_intent(app, monkeypatch):
     deliver(app, DEPLOY, INTENT, "comment_created__cloud_very_well", LEAVES)
     wait = the_wait(app)
     assert (wait.reply, wait.replied_at) == ("acknowledged", T0 + timedelta(hours=2))
+    assert wait.reached_at == T0  # handed to Dana as it entered approval
     loop = report(app, monkeypatch, T0 + timedelta(days=1))["loop"]
     assert {k: loop[k] for k in ("intents", "acknowledged", "objected", "proceeded",
                                  "median_ack_hours", "decisions_by_intent")} == {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
 
@@ -66,3 +67,62 @@ def test_outcome_window_defaults_to_two_weeks_and_is_a_duration():
     bad = check_rules_text(GOOD + "outcome_window: soon\n", "r.yaml")
     assert [str(e) for e in bad.errors] == [
         "r.yaml:24: outcome_window: 'soon' is not a duration (write it like 14d, 2w or 36h)"]
+
+
+def _vendor_rules(**competences: str) -> str:
+    """The example rules with these people's competences replaced (everyone else's kept)."""
+    import re
+
+    from service.settings import EXAMPLE_RULES
+
+    text = EXAMPLE_RULES.read_text()
+    for handle in ("carol", "dana", "erin"):
+        entry = re.compile(rf"^(  {handle}:\s+\{{)(.*?)\}}", re.MULTILINE | re.DOTALL)
+        body = re.sub(r",\s*competences: \[[^\]]*\]", "", entry.search(text).group(2))  # type: ignore[union-attr]
+        given = competences.get(handle, "")
+        text = entry.sub(lambda m: m.group(1) + body + f", competences: [{given}]}}", text, count=1)
+    return text
+
+
+def _vendor_ticket(approver: str = "erin.v") -> Any:
+    from rules.model import Ticket
+
+    return Ticket(key="PAY-105", project="PAY", issue_type="Task", status="Awaiting Approval",
+                  labels=("vendor",), assignee=approver,
+                  assignee_before_approval="5b10a2844c20165700ede21g")
+
+
+def test_the_nearest_competent_person_is_never_above_the_approver():
+    from rules.engine import evaluate
+    from rules.loader import load_rules_text
+
+    # only Erin (vp) holds it; Dana (director) approves: Erin is above her, so nobody is named
+    rules = load_rules_text(_vendor_rules(erin="vendor-spend"), "r.yaml")
+    verdict = evaluate(rules, _vendor_ticket("dana.k"))
+    assert (verdict.flagged, verdict.competence_gap, verdict.competent, verdict.decider) == (
+        True, True, None, None)
+    assert "Nobody up reports_to up to Dana K holds it." in verdict.reasons[-1]
+    # Dana holds it and approves: she is the nearest, and no one else is suggested
+    rules = load_rules_text(_vendor_rules(dana="vendor-spend"), "r.yaml")
+    verdict = evaluate(rules, _vendor_ticket("dana.k"))
+    assert (verdict.competence_gap, verdict.competent, verdict.decider) == (True, "dana", None)
+    # Carol, the first at the decision level (manager), holds it: no gap, she is suggested
+    rules = load_rules_text(_vendor_rules(carol="vendor-spend"), "r.yaml")
+    verdict = evaluate(rules, _vendor_ticket("dana.k"))
+    assert (verdict.competence_gap, verdict.competent, verdict.decider) == (False, None, "carol")
+    # Dana holds it, Erin (vp) approves: the walk goes past Carol to Dana
+    rules = load_rules_text(_vendor_rules(dana="vendor-spend"), "r.yaml")
+    verdict = evaluate(rules, _vendor_ticket("erin.v"))
+    assert (verdict.competence_gap, verdict.competent, verdict.decider,
+            verdict.decider_path) == (True, "dana", "dana", ("bob", "alice", "carol", "dana"))
+
+
+def test_a_decider_who_holds_the_competence_is_no_gap():
+    from rules.engine import evaluate
+    from rules.loader import load_rules_text
+
+    text = _vendor_rules(carol="vendor-spend").replace(  # Bob himself holds it
+        "competences: [deploy]}", "competences: [deploy, vendor-spend]}", 1)
+    verdict = evaluate(load_rules_text(text, "r.yaml"), _vendor_ticket())
+    assert (verdict.competence_gap, verdict.competent, verdict.require) == (False, None,
+                                                                            "vendor-spend")

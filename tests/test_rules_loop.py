@@ -77,10 +77,11 @@ def _vendor_rules(**competences: str) -> str:
 
     text = EXAMPLE_RULES.read_text()
     for handle in ("carol", "dana", "erin"):
-        entry = re.compile(rf"^(  {handle}:\s+\{{)(.*?)\}}", re.MULTILINE | re.DOTALL)
-        body = re.sub(r",\s*competences: \[[^\]]*\]", "", entry.search(text).group(2))  # type: ignore[union-attr]
-        given = competences.get(handle, "")
-        text = entry.sub(lambda m: m.group(1) + body + f", competences: [{given}]}}", text, count=1)
+        found = re.search(rf"^(  {handle}:\s+\{{)(.*?)\}}", text, re.MULTILINE | re.DOTALL)
+        assert found is not None, handle
+        body = re.sub(r",\s*competences: \[[^\]]*\]", "", found.group(2))
+        replacement = f"{found.group(1)}{body}, competences: [{competences.get(handle, '')}]}}"
+        text = text[:found.start()] + replacement + text[found.end():]
     return text
 
 

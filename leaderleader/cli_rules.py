@@ -213,36 +213,3 @@ def explain(key: str, rules_file: Path | None) -> None:
     for line in describe(verdict, current, ticket):
         click.echo(line)
 
-
-@rules.command("suggest")
-@click.option("--since", default="180d", show_default=True,
-              help="Read the waits that began in this window: 180d, 26w, 36h.")
-@click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="The rules file to propose edits to (default: RULES_FILE).")
-def suggest(since: str, rules_file: Path | None) -> None:
-    """Propose rules-file edits from the ledger, as a unified diff. Never edits the file."""
-    from jobs.history import parse_since
-    from leaderleader.cli_history import _sessions
-    from ledger.suggest import suggestions
-    from rules.model import utc_now
-    from rules.suggestions import suggestion_diff
-
-    settings = settings_or_exit()
-    if rules_file is not None:
-        settings = replace(settings, rules_file=rules_file)
-    try:
-        span = parse_since(since)
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
-    current = rules_or_exit(settings)
-    text = Path(settings.rules_file).read_text(encoding="utf-8")
-    now = utc_now()
-    with _sessions(settings) as sessions, sessions() as session:
-        found = suggestions(session, current, now - span, now)
-    diff = suggestion_diff(text, str(settings.rules_file), found)
-    if not diff:
-        click.echo(f"no suggestions: the ledger's waits since {since} ago give no evidence "
-                   f"to change {settings.rules_file}", err=True)
-        return
-    click.echo(diff, nl=False)
-    click.echo(f"{len(found)} suggestion(s); {settings.rules_file} was not changed", err=True)

@@ -25,11 +25,11 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from ledger.answers import OBJECTED, is_rejection
-from ledger.figures import hours, percentile
+from ledger.figures import Dialect, hours, percentile
 from ledger.loop import answer_of
 from ledger.models import ApprovalWait as W
 from ledger.models import Intent
@@ -136,13 +136,43 @@ def _acting_on_intents(session: Session, since: datetime, now: datetime,
     return found
 
 
+def _candidates(session: Session, since: datetime) -> tuple[list[Any], list[Any]]:
+    """(rule, approver) pairs and rules that may pass the thresholds, found by the database.
+
+    A median is at most X only if at least half the values are (and at least Y only if at
+    least half are), so groups failing that are dropped before any row is read: on a
+    large ledger only the few groups that may be suggested come back to Python.
+    """
+    dialect = Dialect(session)
+    approval = dialect.seconds(func.coalesce(W.reached_at, W.started_at), W.ended_at)
+    n = func.count()
+    fast = func.sum(case((approval <= MAX_APPROVAL.total_seconds(), 1), else_=0))
+    long = func.sum(case((dialect.wait() >= MIN_WAIT.total_seconds(), 1), else_=0))
+    pairs = session.execute(
+        select(W.decision_rule, W.approver)
+        .where(W.started_at >= since, W.ended_at.is_not(None), W.decision_rule.is_not(None),
+               W.approver.is_not(None), W.approver_level.is_not(None))
+        .group_by(W.decision_rule, W.approver)
+        .having(n >= MIN_WAITS, 2 * fast >= n - 1, 2 * long >= n - 1)
+    ).all()
+    rules = session.execute(
+        select(W.decision_rule).where(W.started_at >= since, W.decision_rule.is_not(None))
+        .group_by(W.decision_rule)
+        .having(n >= MIN_WAITS, func.sum(case((W.flagged.is_(True), 0), else_=1)) == 0)
+    ).all()
+    return list(pairs), [r.decision_rule for r in rules]
+
+
 def suggestions(session: Session, rules: Rules, since: datetime, now: datetime) -> list[Suggestion]:
     """Everything the ledger since ``since`` suggests changing in ``rules``."""
+    pairs, flagged_rules = _candidates(session, since)
+    wanted = [and_(W.decision_rule == p.decision_rule, W.approver == p.approver) for p in pairs]
+    wanted += [W.decision_rule == name for name in flagged_rules]
     rows: list[Any] = list(session.execute(
         select(W.decision_rule, W.approver, W.approver_level, W.holder_level, W.flagged,
                W.started_at, W.ended_at, W.reached_at, W.end_status)
-        .where(W.started_at >= since)
-    ))
+        .where(W.started_at >= since, or_(*wanted))
+    )) if wanted else []
     stamps = _rubber_stamps(rows, rules)
     flagged = _always_flagged(rows, rules, {s.rule for s in stamps if s.rule})
     return stamps + flagged + _acting_on_intents(session, since, now, rules)

@@ -180,3 +180,13 @@ def test_rules_explain_shows_the_purpose_and_the_competence_gap(make_app, databa
     assert "purpose: Whoever signs must know our vendor terms" in vendor.output
     deploy = CliRunner().invoke(main, ["rules", "explain", "PAY-101"], env=env)
     assert "requires competence: deploy (held)" in deploy.output
+
+
+def test_a_link_event_without_its_issues_is_a_400(app):
+    import json
+
+    body = json.dumps({"webhookEvent": "issuelink_created", "issueLink": {"id": 1}}).encode()
+    response = post_webhook(app, body)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == ("'issueLink' must name its sourceIssueId and "
+                                            "destinationIssueId")

@@ -24,6 +24,7 @@ DELETE_EVENTS = frozenset({"jira:issue_deleted"})
 #: What we call a workflow post-function's body ("Trigger a webhook" on a transition):
 #: Jira gives it no ``webhookEvent``, only a top-level ``transition`` object.
 WORKFLOW_TRANSITION = "workflow_transition"
+LINK_EVENTS = frozenset({"issuelink_created"})
 #: Known events we deliberately do nothing with (acknowledged so Jira does not retry).
 IGNORED_EVENTS = frozenset(
     {
@@ -31,7 +32,6 @@ IGNORED_EVENTS = frozenset(
         "worklog_created",
         "worklog_updated",
         "worklog_deleted",
-        "issuelink_created",
         "issuelink_deleted",
         "attachment_created",
         "attachment_deleted",
@@ -83,6 +83,8 @@ class IssueChanged:
     #: the change's natural key: the same transition sent again under another delivery
     #: id (two webhooks on one site) carries the same key
     transition_key: str | None = None
+    #: ``statusCategory.key`` of the ticket's status now: new / indeterminate / done
+    status_category: str | None = None
 
     @property
     def key(self) -> str:
@@ -109,6 +111,20 @@ class IssueDeleted:
 
 
 @dataclass(frozen=True)
+class LinkCreated:
+    """Two issues linked (``issuelink_created``): Jira sends ids and the link type only."""
+
+    event: str
+    at: datetime
+    source_id: str
+    destination_id: str
+    type_name: str = ""
+    outward: str = ""  # how the source relates to the destination ("reverts")
+    inward: str = ""  # how the destination relates to the source ("is reverted by")
+    key: str | None = None
+
+
+@dataclass(frozen=True)
 class Ignored:
     event: str
     at: datetime
@@ -116,7 +132,7 @@ class Ignored:
     key: str | None = field(default=None)
 
 
-Event = IssueChanged | CommentPosted | IssueDeleted | Ignored
+Event = IssueChanged | CommentPosted | IssueDeleted | LinkCreated | Ignored
 
 
 def _object(value: Any, what: str) -> dict[str, Any]:
@@ -285,6 +301,20 @@ def _comment(event: str, at: datetime, raw: Any, issue: Any) -> CommentPosted:
     )
 
 
+def _link(event: str, at: datetime, raw: Any) -> LinkCreated:
+    link = _object(raw, "'issueLink'")
+    source = _identifier(link.get("sourceIssueId"), "'issueLink.sourceIssueId'")
+    destination = _identifier(link.get("destinationIssueId"), "'issueLink.destinationIssueId'")
+    if not source or not destination:
+        raise PayloadError("'issueLink' must name its sourceIssueId and destinationIssueId")
+    kind: dict[str, Any] = link["issueLinkType"] if isinstance(link.get("issueLinkType"),
+                                                                dict) else {}
+    return LinkCreated(event=event, at=at, source_id=source, destination_id=destination,
+                       type_name=_text(kind.get("name")) or "",
+                       outward=_text(kind.get("outwardName")) or "",
+                       inward=_text(kind.get("inwardName")) or "")
+
+
 def parse_event(payload: Any, *, received_at: datetime | None = None) -> Event:
     """Turn a decoded webhook body into an event, or raise PayloadError saying why not."""
     payload = _object(payload, "the body")
@@ -306,7 +336,10 @@ def parse_event(payload: Any, *, received_at: datetime | None = None) -> Event:
         deleted = payload.get("issue_event_type_name") == "issue_comment_deleted"
         if payload.get("comment") is not None and not deleted:
             comment = _comment("comment_created", at, payload["comment"], issue)
+        status = (issue.get("fields") or {}).get("status")
+        category = status.get("statusCategory") if isinstance(status, dict) else None
         return IssueChanged(
+            status_category=_text(category.get("key")) if isinstance(category, dict) else None,
             event=name,
             at=at,
             ticket=ticket_from_issue(issue),
@@ -321,6 +354,8 @@ def parse_event(payload: Any, *, received_at: datetime | None = None) -> Event:
     if name in DELETE_EVENTS:
         issue = _object(payload.get("issue"), "'issue'")
         return IssueDeleted(event=name, at=at, key=_issue_key(issue))
+    if name in LINK_EVENTS:
+        return _link(name, at, payload.get("issueLink"))
     reason = "known event, not used" if name in IGNORED_EVENTS else "unknown event"
     issue = payload.get("issue")
     key = _text(issue.get("key")) if isinstance(issue, dict) else None

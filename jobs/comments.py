@@ -22,14 +22,13 @@ from connector.shapes import jira_time, ticket_from_issue
 from ledger.models import ApprovalWait, Comment, Intent
 from ledger.waits import add_comment, close_wait
 from rules.comment import render_comment, render_reminder
-from rules.model import Rules, Ticket, Verdict, utc_now
+from rules.model import Rules, Ticket, Verdict, proceed_on_date, utc_now
 from rules.waiting import ticket_waits
 from service.metrics import count
 from service.runtime import Runtime, current_runtime
 
 log = logging.getLogger("leaderleader.jobs")
 
-DEFAULT_GRACE = timedelta(days=2)
 DONE = {"posted", "dry_run", "skipped", "failed"}
 
 
@@ -39,11 +38,7 @@ def proceed_on(started: datetime, rules: Rules, now: datetime | None = None) -> 
     Counted from when the comment is written (a late or replayed delivery still
     proposes a date in the future).
     """
-    base = max(started, now or utc_now())
-    day = (base + (rules.flag.remind_after or DEFAULT_GRACE)).date()
-    while day.weekday() >= 5:
-        day += timedelta(days=1)
-    return day
+    return proceed_on_date(max(started, now or utc_now()), rules.flag.remind_after)
 
 
 def render_for(comment: Comment, rules: Rules, mention_style: str) -> str:

@@ -25,12 +25,15 @@ from connector.events import (
     FieldChange,
     IssueChanged,
     IssueDeleted,
+    LinkCreated,
     decode_body,
     parse_event,
 )
 from connector.shapes import changelog_users, users_seen
 from jobs.comments import enqueue_comment
 from jobs.history import SAME_TRANSITION
+from ledger import answers
+from ledger.answers import ACKNOWLEDGED, OBJECTED, REOPENED
 from ledger.db import insert_new
 from ledger.models import Delivery, Intent, TicketRecord
 from ledger.people import remember_users, username_for_key
@@ -56,15 +59,26 @@ log = logging.getLogger("leaderleader.jobs")
 # "I intend to" at the start, after any quoting or markup Jira users put in front.
 # Markup may also close right after the words ("_I intend to_"), so what follows
 # "to" only has to be something other than a letter or a digit.
-_INTENT = re.compile(
-    r"^(?:\s|>|\*|_|-|\+|#|bq\.|h[1-6]\.|\{(?:quote|panel|color)[^}]*\})*"
-    r"i\s+intend\s+to(?![^\W_])",
-    re.IGNORECASE,
-)
+_LEAD = r"^(?:\s|>|\*|_|-|\+|#|bq\.|h[1-6]\.|\{(?:quote|panel|color)[^}]*\})*"
+
+
+def _opening(words: str) -> re.Pattern[str]:
+    """A comment that opens with ``words`` (a pattern), after the markup in front."""
+    return re.compile(_LEAD + f"(?:{words})(?![^\\W_])", re.IGNORECASE)
+
+
+_INTENT = _opening(r"i\s+intend\s+to")
+#: the approver's answers to an intent (SPEC §9)
+_ANSWERS = ((_opening(r"very\s+well"), ACKNOWLEDGED), (_opening(r"i\s+object|hold"), OBJECTED))
 
 
 def is_intent(body: str) -> bool:
     return bool(_INTENT.match(body or ""))
+
+
+def answer_in(body: str) -> str | None:
+    """"acknowledged" for "Very well …", "objected" for "I object …" / "Hold …", else None."""
+    return next((kind for pattern, kind in _ANSWERS if pattern.match(body or "")), None)
 
 
 @dataclass(frozen=True)
@@ -98,7 +112,9 @@ def apply_delivery(
     # names to show for people missing from the rules file; Data Center keys to usernames
     remember_users(session, users_seen(payload), event.at)
     if isinstance(event, IssueChanged):
+        category = _known_category(session, event)
         outcome, comments = apply_issue_change(session, event, rules, delivery_id)
+        apply_loop_change(session, event, rules, category)
         if event.comment is not None:
             apply_comment(session, event.comment, rules)
     elif isinstance(event, CommentPosted):
@@ -107,6 +123,8 @@ def apply_delivery(
             apply_evidence(session, rules, event.ticket, event.at, delivery_id)
     elif isinstance(event, IssueDeleted):
         outcome = apply_delete(session, event)
+    elif isinstance(event, LinkCreated):
+        outcome = apply_link(session, event, rules)
     else:
         outcome = "ignored"
     session.execute(update(Delivery).where(Delivery.id == row)
@@ -186,6 +204,8 @@ def apply_issue_change(
     if before and not after:
         record_change(session, ticket, event.at, frm, view.status, enters=False)
         closed = close_wait(session, ticket, event.at)
+        if closed is not None:
+            answers.wait_ended(closed, view.status, event.at)
         return ("wait-closed" if closed else "wait-end-recorded"), []
     return ("wait-closed-inferred" if inferred is not None else "updated"), []
 
@@ -225,7 +245,7 @@ def _comment_ticket(session: Session, event: CommentPosted) -> TicketRecord | No
 def apply_comment(session: Session, event: CommentPosted, rules: Rules) -> str:
     """Record an "I intend to …" comment as an intent on the wait it answers."""
     if not is_intent(event.body):
-        return "comment-ignored"
+        return apply_answer(session, event, rules) if answer_in(event.body) else "comment-ignored"
     ticket = _comment_ticket(session, event)
     if ticket is None:
         return "intent-unknown-ticket"
@@ -267,3 +287,50 @@ def apply_delete(session: Session, event: IssueDeleted) -> str:
     ticket.deleted = True
     close_wait(session, ticket, event.at)
     return "deleted"
+
+
+def apply_answer(session: Session, event: CommentPosted, rules: Rules) -> str:
+    """The approver answers the intent of the wait the comment belongs to (the first answer counts)."""
+    kind = answer_in(event.body)
+    ticket = _comment_ticket(session, event)
+    wait = wait_open_at(session, ticket.id, event.at) if ticket is not None else None
+    if kind is None or wait is None:
+        return "comment-ignored"
+    person = rules.person_by_jira(event.author)
+    approvers = set((wait.verdict or {}).get("approvers") or ())
+    by_approver = event.author in approvers or (person is not None and person.handle == wait.approver)
+    if not by_approver or not answers.answer(wait, kind, event.at):
+        return "comment-ignored"
+    return kind
+
+
+def _known_category(session: Session, event: IssueChanged) -> str | None:
+    """The status category the ledger knew before this change (None for a stale delivery)."""
+    ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == event.key))
+    if ticket is None or (ticket.updated_at is not None and ticket.updated_at > event.at):
+        return None
+    return ticket.status_category
+
+
+def apply_loop_change(session: Session, event: IssueChanged, rules: Rules,
+                      category: str | None) -> None:
+    """A change after the ticket's record is up to date: handed to the approver, or reopened."""
+    ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == event.key))
+    if ticket is None:
+        return
+    handed = tuple(c.to_id for c in event.changes if c.field_id == "assignee" and c.to_id)
+    if handed:
+        answers.handed_to(session, ticket.id, handed, event.at)
+    if event.status_category is None or ticket.updated_at != event.at:
+        return
+    if category == "done" and event.status_category != "done":
+        answers.learn(session, ticket.id, REOPENED, event.at, rules.outcome_window)
+    ticket.status_category = event.status_category
+
+
+def apply_link(session: Session, event: LinkCreated, rules: Rules) -> str:
+    """A link that says revert/rollback is the outcome of the decision taken by intent it points at."""
+    words = (event.type_name, event.outward, event.inward)
+    found = answers.linked(session, event.source_id, event.destination_id, words, event.at,
+                           rules.outcome_window)
+    return "outcome-reverted" if found else "link-ignored"

@@ -1,14 +1,16 @@
-"""``leaderleader backfill`` and ``leaderleader simulate``: the ledger's past."""
+"""``leaderleader backfill``, ``simulate`` and ``rules suggest``: the ledger's past."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from leaderleader.cli_rules import rules as rules_group
 from rules.model import Rules, Verdict, utc_now
 from service.runtime import require_rules
 from service.settings import Settings
@@ -195,3 +197,35 @@ def _line(verdict: Verdict, rules: Rules, names: Mapping[str, str]) -> str:
     extra = "; not in the rules file: " + ", ".join(
         f"{names[m]} ({m})" if m in names else m for m in missing) if missing else ""
     return f"waits on {waits_on}; {rule}; {suggested}{extra}"
+
+
+@rules_group.command("suggest")
+@click.option("--since", default="180d", show_default=True,
+              help="Read the waits that began in this window: 180d, 26w, 36h.")
+@click.option("--rules", "rules_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The rules file to propose edits to (default: RULES_FILE).")
+def suggest(since: str, rules_file: Path | None) -> None:
+    """Propose rules-file edits from the ledger, as a unified diff. Never edits the file."""
+    from jobs.history import parse_since
+    from ledger.suggest import suggestions
+    from rules.suggestions import suggestion_diff
+
+    settings = Settings.from_env()
+    if rules_file is not None:
+        settings = replace(settings, rules_file=rules_file)
+    try:
+        span = parse_since(since)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    current = require_rules(settings)
+    text = Path(settings.rules_file).read_text(encoding="utf-8")
+    now = utc_now()
+    with _sessions(settings) as sessions, sessions() as session:
+        found = suggestions(session, current, now - span, now)
+    diff = suggestion_diff(text, str(settings.rules_file), found)
+    if not diff:
+        click.echo(f"no suggestions: the ledger's waits since {since} ago give no evidence "
+                   f"to change {settings.rules_file}", err=True)
+        return
+    click.echo(diff, nl=False)
+    click.echo(f"{len(found)} suggestion(s); {settings.rules_file} was not changed", err=True)

@@ -158,6 +158,12 @@ def describe(verdict: Verdict, rules: Rules, ticket: Ticket,
             lines.append(f"owning team: {verdict.holder_team}")
         if verdict.rule:
             lines.append(f"decision rule: {verdict.rule} (decided at {verdict.decision_level})")
+        if verdict.purpose:
+            lines.append(f"purpose: {verdict.purpose}")
+        if verdict.require:
+            gap = (f"competence gap: nobody at the information level holds it; nearest who "
+                   f"does: {who(verdict.competent, None)}" if verdict.competence_gap else "held")
+            lines.append(f"requires competence: {verdict.require} ({gap})")
         if verdict.decider:
             lines.append(f"suggested decider: {who(verdict.decider, verdict.decider_level)}")
         if verdict.unmapped:
@@ -226,3 +232,4 @@ def explain(key: str, rules_file: Path | None) -> None:
     click.echo(f"(ticket {origin}; rules {settings.rules_file})")
     for line in describe(verdict, current, ticket, names):
         click.echo(line)
+

@@ -75,6 +75,8 @@ class TicketRecord(Base):
     #: webhook moving ``updated_at`` on does not make backfill skip the older history.
     history_through: Mapped[datetime | None]
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Jira's ``statusCategory.key`` of the latest state (new / indeterminate / done)
+    status_category: Mapped[str | None] = mapped_column(String(32))
 
     waits: Mapped[list[ApprovalWait]] = relationship(back_populates="ticket")
 
@@ -140,6 +142,19 @@ class ApprovalWait(Base):
     #: the end was inferred from evidence (the ticket seen elsewhere), not seen as a transition
     end_inferred: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     end_evidence: Mapped[str | None] = mapped_column(String(255))
+    #: nobody at the information level holds the competence the rule requires
+    competence_gap: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    competence: Mapped[str | None] = mapped_column(String(128))  # the rule's ``require``
+    competent: Mapped[str | None] = mapped_column(String(128))  # nearest who holds it
+    #: when the ticket was last handed to its approver during the wait (None: at the start)
+    reached_at: Mapped[datetime | None]
+    end_status: Mapped[str | None] = mapped_column(String(128))  # the status it left into
+    #: the approver's answer to the wait's intent: "acknowledged" or "objected" (see ledger.loop)
+    reply: Mapped[str | None] = mapped_column(String(16))
+    replied_at: Mapped[datetime | None]
+    #: a decision taken by intent that came back: "reopened" or "reverted"
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    outcome_at: Mapped[datetime | None]
 
     ticket: Mapped[TicketRecord] = relationship(back_populates="waits")
     comments: Mapped[list[Comment]] = relationship(back_populates="wait")

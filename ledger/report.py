@@ -46,7 +46,7 @@ from typing import Any
 from sqlalchemy import Text, cast, func, select, true
 from sqlalchemy.orm import Session
 
-from ledger import report_postgres, report_sqlite
+from ledger import loop, report_postgres, report_sqlite
 from ledger.figures import (
     DIMENSIONS,
     KEY_NAMES,
@@ -61,6 +61,11 @@ from ledger.figures import (
 from ledger.models import ApprovalWait as W
 from ledger.models import Intent, TicketRecord
 from ledger.people import display_names
+from ledger.suggest import suggestions
+from rules.model import Rules
+
+#: how far back ``suggestions`` look when the window has no ``since`` (``rules suggest``'s default)
+SUGGEST_SINCE = timedelta(days=180)
 
 
 def iso_week(monday: date) -> str:
@@ -187,6 +192,7 @@ def bottleneck_report(
     levels: Sequence[str] = (),
     known_jira_ids: Collection[str] = (),
     longest: int = 20,
+    rules: Rules | None = None,
 ) -> dict[str, Any]:
     """The whole report as JSON-ready data (see the module docstring for each definition).
 
@@ -195,7 +201,11 @@ def bottleneck_report(
         levels: the rules' levels, lowest first, to order ``by_level``.
         known_jira_ids: Jira ids the rules file maps now; they drop out of ``unmapped``.
         longest: how many open waits ``longest_waiting`` lists.
+        rules: the rules now: purposes, levels and people for the loop (``ledger.loop``)
+            and the ``suggestions`` (``ledger.suggest``).
     """
+    if rules is not None and not levels:
+        levels = rules.levels
     trend_since = window.trend_since(now)
     # PostgreSQL: two passes on large windows, percentile_cont on small ones; SQLite has no
     # percentile_cont: one narrow scan folded in Python
@@ -209,6 +219,9 @@ def bottleneck_report(
         else:
             sections[name] = _rows(name, found[name], levels)
     sections["summary"]["intents"] = intents(session, window)
+    purposes = {rule.name: rule.purpose for rule in rules.decisions} if rules else {}
+    for row in sections["by_rule"]:
+        row["purpose"] = purposes.get(row["rule"])
     return {
         "window": {
             "since": window.since.isoformat() if window.since else None,
@@ -223,4 +236,10 @@ def bottleneck_report(
         "longest_waiting": longest_waiting(session, window, now, longest),
         "trend": trend(weeks, window, now),
         "unmapped": unmapped(session, window, known_jira_ids),
+        "loop": loop.loop(session, window, now, rules),
+        "delegation": loop.delegation(session, window, rules),
+        **loop.intents_by(session, window, rules),
+        "competence_gaps": loop.competence_gaps(session, window),
+        "suggestions": [s.to_dict() for s in suggestions(
+            session, rules, window.since or now - SUGGEST_SINCE, now)] if rules else [],
     }

@@ -150,6 +150,9 @@ def open_wait(
         ticket_snapshot=snapshot.to_dict(),
         rules_digest=rules.digest,
         source=source,
+        competence_gap=verdict.competence_gap,
+        competence=verdict.require if verdict.competence_gap else None,
+        competent=verdict.competent,
     )
     try:
         with session.begin_nested():

@@ -258,7 +258,11 @@ def _decisions(doc: RulesDocument, findings: Findings) -> tuple[DecisionRule, ..
                 priorities=tuple(m.priorities), fields=_conditions(doc, findings, index, m.fields),
             ),
             line=doc.line(path),
+            purpose=(decision.purpose or "").strip() or None,
+            require=(decision.require or "").strip() or None,
         )
+        _check_purpose(doc, findings, index, rule)
+        _check_require(doc, findings, index, rule)
         rules.append(rule)
         if doc.broken(*path):
             continue
@@ -272,6 +276,59 @@ def _decisions(doc: RulesDocument, findings: Findings) -> tuple[DecisionRule, ..
         findings.warn(("decisions",) if doc.parsed.decisions is not None else (),
                  "no decision rules: nothing will ever be flagged")
     return tuple(rules)
+
+
+def information_holders(doc: RulesDocument) -> list[str]:
+    """The people closest to the work, who hold the information: everyone with a ``team``
+    (everyone in ``people`` when nobody has one), by handle."""
+    people = doc.parsed.people
+    return [h for h, p in people.items() if p.team is not None] or list(people)
+
+
+def lowered_below(doc: RulesDocument, level: str) -> list[str]:
+    """Information holders a fixed ``decided_at: level`` puts the decision below, by handle.
+
+    A rule *lowers a decision below information* when its fixed level is below the level
+    of at least one person who may hold the information (``information_holders``): for
+    that person's tickets someone lower than them may decide.
+    """
+    levels = list(doc.parsed.levels)
+    if level not in levels:
+        return []
+    people = doc.parsed.people
+    return [h for h in information_holders(doc)
+            if people[h].level in levels and levels.index(people[h].level) > levels.index(level)]
+
+
+def _check_purpose(doc: RulesDocument, findings: Findings, index: int, rule: DecisionRule) -> None:
+    if rule.purpose or rule.decided_at == INFORMATION or doc.broken("decisions", index):
+        return
+    below = lowered_below(doc, rule.decided_at)
+    if below:
+        names = ", ".join(below[:3]) + (" …" if len(below) > 3 else "")
+        findings.warn(("decisions", index), f"decision '{rule.name}' lets {rule.decided_at} decide "
+                      f"below the level of whoever holds the information (e.g. {names}) but gives "
+                      "no purpose: say why this level may decide (purpose: ...)")
+
+
+def _check_require(doc: RulesDocument, findings: Findings, index: int, rule: DecisionRule) -> None:
+    if rule.require is None or doc.broken("decisions", index):
+        return
+    held = {c for p in doc.parsed.people.values() for c in p.competences}
+    if rule.require not in held:
+        findings.warn(("decisions", index, "require"),
+                      f"decisions[{index}].require: nobody in people holds the competence "
+                      f"'{rule.require}'{_suggest(rule.require, held)}", value=True)
+
+
+def _outcome_window(doc: RulesDocument, findings: Findings) -> timedelta:
+    raw = doc.parsed.outcome_window
+    window = parse_duration(raw) if raw is not None else timedelta(days=14)
+    if raw is not None and not window:
+        findings.error(("outcome_window",), f"outcome_window: '{raw}' is not a duration "
+                       "(write it like 14d, 2w or 36h)")
+        return timedelta(days=14)
+    return window or timedelta(days=14)
 
 
 def _flag(doc: RulesDocument, findings: Findings) -> FlagPolicy:
@@ -331,7 +388,9 @@ def build_rules(doc: RulesDocument, findings: Findings, *, source: str, digest: 
         levels=tuple(parsed.levels),
         people={
             handle: Person(handle=handle, jira=p.jira, name=p.name or handle, level=p.level,
-                           team=p.team, reports_to=p.reports_to)
+                           team=p.team, reports_to=p.reports_to,
+                           competences=tuple(dict.fromkeys(c.strip() for c in p.competences
+                                                           if c.strip())))
             for handle, p in parsed.people.items()
         },
         teams={
@@ -345,6 +404,7 @@ def build_rules(doc: RulesDocument, findings: Findings, *, source: str, digest: 
         flag=flag,
         comment=comment,
         dry_run=parsed.dry_run,
+        outcome_window=_outcome_window(doc, findings),
         source=source,
         digest=digest,
     )

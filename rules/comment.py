@@ -9,6 +9,9 @@ undefined names as errors. Context of ``comment.template``:
   (``decider`` may be None)
 - ``rule``, ``decision_level``, ``tolerance``, ``reasons`` (list of escaped sentences)
 - ``intent`` (the rendered intent template), ``proceed_on`` (ISO date), ``reminder`` (bool)
+- ``purpose`` (the rule's purpose, escaped, or None), ``require`` (the competence the rule
+  requires, or None), ``competence_gap`` (bool), ``competent`` (the nearest person holding
+  ``require``, like ``decider``, or None)
 
 The intent template sees the same names except ``intent`` (it is rendered first).
 Anything that comes from Jira is escaped so it cannot add markup, links or mentions.
@@ -36,7 +39,11 @@ h3. This decision is waiting above the level that holds the information
 *{{ ticket.key }}* ({{ ticket.summary }}) is waiting for approval from *{{ approver.name }}* \
 ({{ approver.level }}). The information sits with *{{ holder.name }}* ({{ holder.level }}).
 Decision rule *{{ rule }}* lets this be decided at *{{ decision_level }}* level.
-
+{% if purpose %}Its purpose: _{{ purpose }}_
+{% endif %}{% if competence_gap %}This decision requires the competence *{{ require }}*, which nobody \
+at the information level holds{% if competent %}; the nearest who does is *{{ competent.name }}* \
+({{ competent.level }}){% endif %}. The fix is training or certification, not approval.
+{% endif %}
 {% if decider %}{{ decider.mention }}, you hold what is needed to decide. \
 Instead of asking for permission, state your intent here and go ahead unless someone objects:
 {quote}{{ intent }}{quote}
@@ -101,7 +108,8 @@ def _sample_context(kind: Literal["comment", "intent"]) -> dict[str, Any]:
         "ticket": {"key": "ABC-1", "summary": "sample", "status": "Awaiting Approval"},
         "approver": person, "holder": person, "decider": person, "rule": "sample rule",
         "decision_level": "engineer", "tolerance": 0, "reasons": ["a reason"],
-        "proceed_on": "2026-01-05", "reminder": False,
+        "proceed_on": "2026-01-05", "reminder": False, "purpose": "a purpose",
+        "require": "deploy", "competence_gap": False, "competent": person,
     }
     if kind == "comment":  # the intent template is rendered first, into the comment's context
         context["intent"] = "I intend to ..."
@@ -149,6 +157,10 @@ def _context(rules: Rules, verdict: Verdict, ticket: Ticket, style: MentionStyle
         "reasons": [escape_wiki(r) for r in verdict.reasons],
         "proceed_on": proceed_on.isoformat(),
         "reminder": reminder,
+        "purpose": escape_wiki(verdict.purpose) or None,
+        "require": escape_wiki(verdict.require) or None,
+        "competence_gap": verdict.competence_gap,
+        "competent": _person(rules, verdict.competent, style),
     }
     context["intent"] = _ENV.from_string(rules.comment.intent_template).render(context)
     return context

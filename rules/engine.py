@@ -133,6 +133,24 @@ def _approver_ids(rules: Rules, ticket: Ticket, reasons: list[str]) -> tuple[str
     return ()
 
 
+def _competent(rules: Rules, start: Person, path: tuple[str, ...], level: str, competence: str,
+               approver: Person) -> tuple[Person | None, tuple[str, ...]]:
+    """The first one up ``reports_to`` from ``start`` who holds ``competence``, never above the approver."""
+    walked = list(path)
+    current = rules.people.get(start.reports_to) if start.reports_to else None
+    while current is not None and current.handle not in walked:
+        if current.level not in rules.levels or (
+                rules.rank(current.level) > rules.rank(approver.level)):
+            break
+        walked.append(current.handle)
+        if competence in current.competences and rules.rank(current.level) >= rules.rank(level):
+            return current, tuple(walked)
+        current = rules.people.get(current.reports_to) if current.reports_to else None
+    if competence in approver.competences and approver.handle not in walked:
+        return approver, tuple(walked)
+    return None, tuple(walked)
+
+
 def evaluate(rules: Rules, ticket: Ticket) -> Verdict:
     """Decide whether the ticket waits above the level that holds the information, and why."""
     reasons: list[str] = []
@@ -205,16 +223,34 @@ def evaluate(rules: Rules, ticket: Ticket) -> Verdict:
     else:
         reasons.append(f"{approver.level} is {gap} level(s) above {level}, more than the tolerance "
                        f"of {rules.flag.tolerance}: the decision waits too high.")
+    if rule.purpose:
+        reasons.append(f"Its purpose: {rule.purpose}")
+    base.update(purpose=rule.purpose, require=rule.require)
     decider, path = _decider(rules, holder, level)
     if decider is not None and rules.rank(decider.level) > rules.rank(approver.level):
         decider = None  # never suggest someone above the approver
+    if rule.require and decider is not None and rule.require not in decider.competences:
+        competent, path = _competent(rules, decider, path, level, rule.require, approver)
+        reasons.append(f"Rule '{rule.name}' requires the competence '{rule.require}', which "
+                       f"{_label(decider)} does not hold: a competence gap (the fix is training "
+                       "or certification, not approval). "
+                       + (f"The nearest who holds it is {_label(competent)}."
+                          if competent is not None else
+                          f"Nobody up reports_to up to {approver.name} holds it."))
+        base.update(competence_gap=True, competent=competent.handle if competent else None)
+        if competent is None or competent.handle == approver.handle:
+            base.update(decider_path=path)
+            return Verdict(**base, flagged=flagged, reasons=tuple(reasons))
+        decider = competent
     if decider is not None:
         if decider.handle == holder.handle:
             reasons.append(f"{_label(decider)} holds the information and may decide: "
                            "suggested decider.")
         else:
+            first = (f"the first at {level} or above holding '{rule.require}'"
+                     if base.get("competence_gap") else f"the first at {level} or above")
             reasons.append(f"Walking up reports_to from {holder.name} ({' -> '.join(path)}), "
-                           f"{_label(decider)} is the first at {level} or above: suggested decider.")
+                           f"{_label(decider)} is {first}: suggested decider.")
         base.update(decider=decider.handle, decider_level=decider.level, decider_path=path)
     else:
         reasons.append(f"Nobody up reports_to from {holder.name} ({' -> '.join(path)}) reaches "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 
@@ -32,6 +32,7 @@ class Person:
     level: str
     team: str | None = None
     reports_to: str | None = None
+    competences: tuple[str, ...] = ()  # e.g. ("deploy", "vendor-spend"); see DecisionRule.require
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class DecisionRule:
     decided_at: str  # a level, or INFORMATION
     match: Match = field(default_factory=Match)
     line: int = 0  # where the rule starts in the rules file, for explanations
+    purpose: str | None = None  # why this level may decide: the guiding principle
+    require: str | None = None  # a competence the suggested decider must hold
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,19 @@ DEFAULT_INTENT_TEMPLATE = (
     "I intend to <action> because <reason>. "
     "I will proceed on {{ proceed_on }} unless someone objects."
 )
+
+
+#: how long an intent gives others to object when the rules set no ``remind_after``
+DEFAULT_GRACE = timedelta(days=2)
+
+
+def proceed_on_date(base: datetime, remind_after: timedelta | None) -> date:
+    """The date an intent proposes to go ahead: ``remind_after`` (else 2 days) after ``base``,
+    moved on to a weekday."""
+    day = (base + (remind_after or DEFAULT_GRACE)).date()
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
 
 
 @dataclass(frozen=True)
@@ -112,6 +128,8 @@ class Rules:
     flag: FlagPolicy = field(default_factory=FlagPolicy)
     comment: CommentPolicy = field(default_factory=CommentPolicy)
     dry_run: bool = False
+    #: how long after a decision taken by intent a reopen or a revert counts as its outcome
+    outcome_window: timedelta = timedelta(days=14)
     source: str = "<rules>"  # file name, for messages
     digest: str = ""  # sha256 of the file's bytes: which version of the rules is running
 
@@ -208,6 +226,11 @@ class Verdict:
     decider_level: str | None = None
     decider_path: tuple[str, ...] = ()  # handles walked up reports_to, holder first
     unmapped: tuple[str, ...] = ()  # Jira ids that matter here but are not in the file
+    purpose: str | None = None  # the matched rule's purpose
+    require: str | None = None  # the competence the matched rule requires
+    #: nobody at the information level holds ``require``; ``competent`` is the nearest who does
+    competence_gap: bool = False
+    competent: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

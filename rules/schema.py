@@ -17,6 +17,7 @@ class PersonIn(_Strict):
     level: str
     team: str | None = None
     reports_to: str | None = None
+    competences: list[str] = []
 
 
 class TeamIn(_Strict):
@@ -43,6 +44,8 @@ class DecisionIn(_Strict):
     name: str = Field(min_length=1)
     match: MatchIn = MatchIn()
     decided_at: str
+    purpose: str | None = None
+    require: str | None = None
 
 
 class FlagIn(_Strict):
@@ -65,6 +68,7 @@ class RulesIn(_Strict):
     flag: FlagIn = FlagIn()
     comment: CommentIn = CommentIn()
     dry_run: StrictBool = False
+    outcome_window: str | None = None
 
 
 def known_keys(model: type[BaseModel]) -> list[str]:

@@ -239,10 +239,18 @@ def test_demo_replays_the_samples_and_prints_the_comment(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "4 approval wait(s) in the ledger" in out
+    assert "10 approval wait(s) in the ledger" in out
     assert "PAY-101  waits on dana (director); rule 'Routine production deploy' -> FLAGGED" in out
     assert "PAY-104  not judged" in out
     assert "--- comment on PAY-101 (dry_run) ---" in out
     assert "[~accountid:5b10a2844c20165700ede21g], you hold what is needed to decide." in out
     assert "--- comment on PAY-103 (dry_run) ---" in out and "[~carol.s]" in out
     assert "{quote}I intend to <action> because <reason>." in out
+    # the rest of the loop: the answer, a competence gap, a suggestion
+    assert "PAY-101  intent -> acknowledged by dana, 1.0 h after the intent" in out
+    assert ("PAY-105  competence gap: nobody at the information level holds 'vendor-spend'; "
+            "nearest who does: dana") in out
+    assert "the nearest who does is *Dana K* (director)" in out
+    assert ("+  # leaderleader suggests: lower decided_at of 'Spend under 5k' from manager to "
+            "engineer\n") in out
+    assert "-    decided_at: manager\n+    decided_at: engineer\n" in out

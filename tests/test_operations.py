@@ -48,7 +48,9 @@ def test_rules_are_reloaded_and_a_bad_edit_keeps_the_last_good(make_app, tmp_pat
     rules = ready.get_json()["checks"]["rules"]
     assert ready.status_code == 200  # still serving, on the last good rules
     assert rules["ok"] is False and rules["digest"] == wait.rules_digest
-    assert rules["errors"] == [f"{rules_file}:57: unknown key 'tolerence' in flag; "
+    line = EXAMPLE_RULES.read_text().splitlines().index(next(
+        t for t in EXAMPLE_RULES.read_text().splitlines() if t.startswith("  tolerance: 0 "))) + 1
+    assert rules["errors"] == [f"{rules_file}:{line}: unknown key 'tolerence' in flag; "
                                "did you mean 'tolerance'?"]
 
 

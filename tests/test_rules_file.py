@@ -142,7 +142,7 @@ def test_missing_section_and_non_mapping_file():
     assert problems(GOOD.replace("waiting_for_approval:\n  statuses", "other:\n  statuses")) == [
         "rules.yaml:1: missing required key 'waiting_for_approval'",
         "rules.yaml:10: unknown key 'other' (expected one of: version, levels, people, teams, "
-        "waiting_for_approval, decisions, flag, comment, dry_run)",
+        "waiting_for_approval, decisions, flag, comment, dry_run, outcome_window)",
     ]
     assert problems("- just\n- a list\n") == [
         "rules.yaml:1: the rules file must be a YAML mapping (version, levels, people, …)"
@@ -347,8 +347,8 @@ def test_the_intent_template_cannot_use_the_intent_itself():
     [message] = problems(edit("I intend to ship on {{ proceed_on }}.", "{{ intent }}"))
     assert message == (
         "rules.yaml:23: comment.intent_template: 'intent' is undefined (an intent template can "
-        "use: approver, decider, decision_level, holder, proceed_on, reasons, reminder, rule, "
-        "ticket, tolerance)"
+        "use: approver, competence_gap, competent, decider, decision_level, holder, "
+        "proceed_on, purpose, reasons, reminder, require, rule, ticket, tolerance)"
     )
 
 

@@ -46,6 +46,73 @@ def _row(key: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": [key, *_FIGURES]}
 
 
+_INT, _HOURS, _TEXT = {"type": "integer"}, {"type": ["number", "null"]}, {"type": ["string", "null"]}
+_ANSWERS = {
+    "intents": {"type": "integer", "description": "Episodes in the window with an intent."},
+    "acknowledged": {"type": "integer", "description": "Answered \"Very well\" by the approver, "
+                     "or approved (left approval, not into a rejection) after the intent."},
+    "objected": {"type": "integer", "description": "Answered \"I object\" or \"Hold\" by the "
+                 "approver."},
+    "proceeded": {"type": "integer", "description": "No answer, and the intent's proceed-on date "
+                  "(remind_after, else 2 days, after the intent, on a weekday) has passed."},
+    "unanswered": {"type": "integer", "description": "No answer yet, proceed-on date to come."},
+    "median_ack_hours": {**_HOURS, "description": "Median hours from the first intent to its "
+                         "acknowledgement; null when none."},
+}
+_OUTCOMES = {"decisions_by_intent": _INT, "outcomes_to_learn": _INT, "reopened": _INT,
+             "reverted": _INT}
+#: the leader-leader loop's keys (SPEC §9), beside the bottleneck figures
+LOOP_SCHEMAS: dict[str, Any] = {
+    "loop": {"type": "object", "required": [*_ANSWERS, "decisions_by_intent", "outcomes_to_learn"],
+             "properties": {
+        **_ANSWERS,
+        "decisions_by_intent": {"type": "integer",
+                                "description": "Episodes that ended at or after their intent."},
+        "outcomes_to_learn": {"type": "integer", "description": "Decisions taken by intent that "
+                              "were reopened or linked as reverted/rolled back within the rules' "
+                              "outcome_window."},
+        "by_approver": {"type": "array", "items": {"type": "object", "properties": {
+            "approver": _TEXT, "level": _TEXT, **_ANSWERS}}},
+        "by_level": {"type": "array", "items": {"type": "object", "properties": {
+            "level": _TEXT, **_ANSWERS}}},
+        "outcomes": {"type": "object", "description": "Per rule and per team, never per person.",
+                     "properties": {
+            "by_rule": {"type": "array", "items": {"type": "object", "properties": {
+                "rule": _TEXT, **_OUTCOMES}}},
+            "by_team": {"type": "array", "items": {"type": "object", "properties": {
+                "team": _TEXT, **_OUTCOMES}}}}}}},
+    "delegation": {"type": "array", "description": "Per ISO week of the end: are decisions "
+                   "moving down?", "items": {"type": "object", "required": [
+                       "week", "decisions", "at_or_below_information", "share"], "properties": {
+        "week": {"type": "string", "pattern": "^[0-9]{4}-W[0-9]{2}$"},
+        "week_start": {"type": "string", "format": "date"},
+        "decisions": {"type": "integer", "description": "Episodes in the window that ended."},
+        "at_or_below_information": {"type": "integer", "description": "Of those, taken by "
+                                    "intent or approved at or below the decision level."},
+        "by_intent": {"type": "integer"},
+        "share": {**_HOURS, "description": "at_or_below_information / decisions."}}}},
+    "intents_by_level": {"type": "array", "items": {"type": "object", "properties": {
+        "level": {**_TEXT, "description": "The author's level in the rules; null if unknown."},
+        "intents": _INT}}},
+    "intents_by_team": {"type": "array", "items": {"type": "object", "properties": {
+        "team": _TEXT, "intents": _INT}}},
+    "competence_gaps": {"type": "array", "description": "Rules whose required competence "
+                        "nobody at the information level holds: train, do not approve.",
+                        "items": {"type": "object", "properties": {
+        "rule": _TEXT, "competence": _TEXT, "team": _TEXT, "episodes": _INT,
+        "nearest_competent": {"type": "array", "items": {"type": "string"}},
+        "keys": {"type": "array", "items": {"type": "string"}},
+        "last_seen": {"type": "string", "format": "date-time"}}}},
+    "suggestions": {"type": "array", "description": "What `leaderleader rules suggest` would "
+                    "propose over the window (else the last 180 days).",
+                    "items": {"type": "object", "required": ["kind", "summary", "evidence"],
+                              "properties": {
+        "kind": {"enum": ["rubber_stamp", "always_flagged", "acts_on_intents"]},
+        "summary": {"type": "string"}, "evidence": {"type": "array", "items": {"type": "string"}},
+        "rule": _TEXT, "person": _TEXT, "decided_at": _TEXT, "current": _TEXT,
+        "figures": {"type": "object"}}}},
+}
+
 _FILTERS = [
     {"name": "project", "in": "query", "schema": {"type": "string", "maxLength": 128},
      "description": "Only episodes of this Jira project key."},
@@ -230,7 +297,8 @@ SPEC: dict[str, Any] = {
                     "approver", {"level": {"type": ["string", "null"]}})},
                 "by_level": {"type": "array", "items": _row("level")},
                 "by_team": {"type": "array", "items": _row("team")},
-                "by_rule": {"type": "array", "items": _row("rule")},
+                "by_rule": {"type": "array", "items": _row("rule", {"purpose": {
+                    **_TEXT, "description": "Why this level may decide (the rule's purpose)."}})},
                 "longest_waiting": {"type": "array", "items": {"type": "object", "required": [
                     "key", "status", "approver", "waiting_hours", "suggested_decider"],
                     "properties": {
@@ -256,6 +324,7 @@ SPEC: dict[str, Any] = {
                     "name": {"type": ["string", "null"],
                              "description": "Display name Jira last sent for this user."},
                     "last_seen": {"type": "string", "format": "date-time"}}}},
+                **LOOP_SCHEMAS,
             }},
         },
     },

@@ -32,6 +32,8 @@ CSV_COLUMNS = (
     "median_wait_hours", "p90_wait_hours", "total_wait_hours", "open_total_hours",
     "open_max_hours", "open_median_hours", "open_p90_hours",
 )
+#: the loop's answers to intents per approver (``loop.by_approver``), after the figures
+CSV_LOOP_COLUMNS = ("intents", "acknowledged", "objected", "proceeded", "median_ack_hours")
 #: the HTML page: inline styles only, no scripts, nothing fetched from anywhere
 HTML_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
@@ -157,6 +159,7 @@ def bottlenecks() -> Any:
             levels=rules.levels if rules else (),
             known_jira_ids={p.jira for p in rules.people.values()} if rules else (),
             longest=limit,
+            rules=rules,
         )
     base = runtime.settings.jira_url
     for row in report["longest_waiting"]:
@@ -183,9 +186,13 @@ def _cell(value: Any) -> Any:
 def _csv(report: dict[str, Any]) -> Response:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_COLUMNS + CSV_LOOP_COLUMNS)
+    answers = {(r["approver"], r["level"]): r for r in report["loop"]["by_approver"]}
     for row in report["by_approver"]:
-        writer.writerow([_cell(row[column]) for column in CSV_COLUMNS])
+        loop = answers.get((row["approver"], row["level"]), {})
+        writer.writerow([_cell(row[column]) for column in CSV_COLUMNS]
+                        + [_cell(loop.get(column, 0 if column != "median_ack_hours" else None))
+                           for column in CSV_LOOP_COLUMNS])
     response = Response(buffer.getvalue(), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="bottlenecks.csv"'
     response.headers["Cache-Control"] = "no-store"

@@ -75,9 +75,12 @@ def test_window_figures_exact(report_app: Flask) -> None:
         {"team": "payments",  # W6 is its only open wait
          **figures(6, 3, 1, 5, 1, 10.0, 38.4, 92.0, 48.0, 48.0, 48.0, 48.0)},
     ]
+    deploy_purpose = ("The engineer who wrote the change knows its risk best; the pipeline "
+                      "checks the rest.")  # the example rules' purpose of DEPLOY
     assert report["by_rule"] == [
-        {"rule": None, **UNKNOWN}, {"rule": DEPLOY, **DANA}, {"rule": SPEND, **CAROL},
-        {"rule": ELSE, **ALICE},
+        {"rule": None, **UNKNOWN, "purpose": None},
+        {"rule": DEPLOY, **DANA, "purpose": deploy_purpose},
+        {"rule": SPEND, **CAROL, "purpose": None}, {"rule": ELSE, **ALICE, "purpose": None},
     ]
     assert report["longest_waiting"] == [
         {"key": "OPS-7", "project": "OPS", "team": None, "status": "Awaiting Approval",
@@ -195,13 +198,17 @@ def test_csv_one_row_per_approver(report_app: Flask) -> None:
     assert rows == [
         ["approver", "level", "episodes", "flagged", "waiting_now", "ended",
          "ended_after_intent", "median_wait_hours", "p90_wait_hours", "total_wait_hours",
-         "open_total_hours", "open_max_hours", "open_median_hours", "open_p90_hours"],
+         "open_total_hours", "open_max_hours", "open_median_hours", "open_p90_hours",
+         "intents", "acknowledged", "objected", "proceeded", "median_ack_hours"],
         ["5b10unknown", "", "1", "0", "1", "0", "0", "", "", "0.0", "588.0", "588.0", "588.0",
-         "588.0"],
+         "588.0", "0", "0", "0", "0", ""],
+        # PAY-2's intent (11-17 12:00) had no answer by its proceed-on date, 11-19: proceeded
         ["dana", "director", "3", "3", "1", "2", "1", "17.0", "22.6", "34.0", "48.0", "48.0",
-         "48.0", "48.0"],
-        ["carol", "manager", "2", "0", "0", "2", "0", "26.0", "43.6", "52.0", "0.0", "", "", ""],
-        ["alice", "tech_lead", "1", "0", "0", "1", "0", "6.0", "6.0", "6.0", "0.0", "", "", ""],
+         "48.0", "48.0", "1", "0", "0", "1", ""],
+        ["carol", "manager", "2", "0", "0", "2", "0", "26.0", "43.6", "52.0", "0.0", "", "", "",
+         "0", "0", "0", "0", ""],
+        ["alice", "tech_lead", "1", "0", "0", "1", "0", "6.0", "6.0", "6.0", "0.0", "", "", "",
+         "0", "0", "0", "0", ""],
     ]
 
 
@@ -213,8 +220,13 @@ def test_empty_ledger(make_app: Any) -> None:
     assert report["summary"]["open_median_hours"] is None
     assert report["summary"]["open_p90_hours"] is None
     for key in ("by_approver", "by_level", "by_team", "by_rule", "longest_waiting", "trend",
-                "unmapped"):
+                "unmapped", "delegation", "intents_by_level", "intents_by_team",
+                "competence_gaps", "suggestions"):
         assert report[key] == []
+    assert {k: report["loop"][k] for k in ("intents", "acknowledged", "objected", "proceeded",
+                                           "median_ack_hours", "outcomes_to_learn")} == {
+        "intents": 0, "acknowledged": 0, "objected": 0, "proceeded": 0,
+        "median_ack_hours": None, "outcomes_to_learn": 0}
     page = app.test_client().get("/reports/bottlenecks.html?token=t0ken")
     assert page.status_code == 200
     assert b"No waits in this window." in page.data

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from leaderleader.cli import main
 from ledger.models import ApprovalWait
 from service.runtime import current_runtime
-from tests.conftest import fixture_body, post_webhook, run_worker
+from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
 from tests.fakejira import FakeJira
 from tests.reports.conftest import TOKEN, bearer
 from webhooks.extension import app_runtime
@@ -153,8 +153,8 @@ def test_a_competence_gap_is_said_in_the_comment_and_listed_in_the_report(
     with FakeJira() as fake:
         app = make_app(report_token=TOKEN, jira_url=fake.url, jira_user="bot@acme.example",
                        jira_api_token="cloud-token-abcdef")
-        fake.add_issue("PAY-105", {"summary": "Sign the new card-processor contract"},
-                       issue_id="10105")
+        issue = fixture_json(VENDOR)["issue"]  # Jira shows it waiting: look before posting
+        fake.add_issue(issue["key"], issue["fields"], issue_id=issue["id"])
         deliver(app, VENDOR)
         [posted] = fake.comments("PAY-105")
     assert ("This decision requires the competence *vendor\\-spend*, which nobody at the "

@@ -17,6 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+#: the narrowest bar, in percent of the plot: a few pixels on a phone, so a small figure shows
+MIN_BAR = 2.0
+
+
 @dataclass(frozen=True)
 class Segment:
     """One coloured piece of a bar (a bar stacks ended waits and waits still open)."""
@@ -59,7 +63,7 @@ class Chart:
 
 
 def axis_ticks(maximum: float, *, counts: bool = False, most: int = 5) -> tuple[float, ...]:
-    """Round tick values from 0 to at least ``maximum``: steps of 1, 2 or 5 times a power of ten.
+    """Round tick values from 0 to at least ``maximum``: steps of 1, 2, 2.5 or 5 times a power of ten.
 
     ``counts`` keeps every tick a whole number (a chart of 3 flagged waits is ticked
     0, 1, 2, 3, never 0.75); at most ``most`` intervals.
@@ -68,7 +72,9 @@ def axis_ticks(maximum: float, *, counts: bool = False, most: int = 5) -> tuple[
         return (0.0, 1.0)
     raw = maximum / most
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw * (1 - 1e-9))
+    # 2.5 only where it is a whole number (25, 250): never a tick at 7.5
+    steps = [m * power for m in (1, 2, 2.5, 5, 10) if m != 2.5 or power >= 10]
+    step = next(step for step in steps if step >= raw * (1 - 1e-9))
     if counts:
         step = max(step, 1.0)
     intervals = math.ceil(maximum / step - 1e-9)
@@ -95,14 +101,15 @@ def hbars(rows: Sequence[tuple[str, float, float, str]], *, css: str) -> Chart:
     top = ticks[-1]
     bars = []
     for label, ended, still, caption in rows:
-        ended_width, open_width = 100 * ended / top, 100 * still / top
+        ended_width = max(100 * ended / top, MIN_BAR) if ended > 0 else 0.0
+        open_width = min(max(100 * still / top, MIN_BAR), 100 - ended_width) if still > 0 else 0.0
         segments = []
         if ended > 0:
-            segments.append(Segment(0, 0, max(ended_width, 0.5), 10, css,
+            segments.append(Segment(0, 0, ended_width, 10, css,
                                     f"{label}: {hours_text(ended)} hours waited on "
                                     "decisions that were taken"))
         if still > 0:
-            segments.append(Segment(ended_width, 0, max(open_width, 0.5), 10, "open",
+            segments.append(Segment(ended_width, 0, open_width, 10, "open",
                                     f"{label}: {hours_text(still)} hours so far on "
                                     "decisions still waiting"))
         bars.append(Bar(label=label, caption=caption, segments=tuple(segments),

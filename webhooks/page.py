@@ -326,12 +326,13 @@ def delegation_summary(weeks: Sequence[Week]) -> str | None:
     if not taken:
         return None
     last = taken[-1]
-    text = (f"Week of {last.label}: {last.lower} of {decisions(last.decisions)} taken at or "
-            f"below the level that holds the information ({percent(last.share)}).")
-    if len(taken) > 1:
-        first = taken[0]
-        text += f" Week of {first.label}: {first.lower} of {first.decisions} ({percent(first.share)})."
-    return text
+    text = (f"Week of {last.label}: {last.lower} of {decisions(last.decisions)} "
+            f"({percent(last.share)}) taken at or below the level that holds the information")
+    if len(taken) == 1:
+        return text + "."
+    first = taken[0]
+    return text + (f", against {first.lower} of {first.decisions} ({percent(first.share)}) "
+                   f"in the week of {first.label}.")
 
 
 def percent(value: float | None) -> str:

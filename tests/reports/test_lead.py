@@ -142,8 +142,11 @@ def test_the_loop_in_words() -> None:
     assert [(w.label, w.share) for w in weeks[:2]] == [("5 Oct", 0.0), ("12 Oct", 25.0)]
     assert weeks[-1].share is None  # no decision that week: no share, not 0 %
     assert delegation_summary(weeks) == (
-        "Week of 16 Nov: 1 of 2 decisions taken at or below the level that holds the "
-        "information (50%). Week of 5 Oct: 0 of 3 (0%).")
+        "Week of 16 Nov: 1 of 2 decisions (50%) taken at or below the level that holds the "
+        "information, against 0 of 3 (0%) in the week of 5 Oct.")
+    assert delegation_summary(weeks[:1]) == (
+        "Week of 5 Oct: 0 of 3 decisions (0%) taken at or below the level that holds the "
+        "information.")
     assert week_label("2026-W47") == "16 Nov"
     # outcomes per rule and team, never per person
     report["loop"]["outcomes_to_learn"] = [{"rule": SPEND, "team": "payments",

@@ -9,11 +9,12 @@ geometry and take a screenshot: the report page itself carries no script.
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import os
+import select
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,20 @@ FLAGS = (
     "--no-proxy-server", "--hide-scrollbars", "--force-color-profile=srgb",
     "--force-device-scale-factor=1", "--mute-audio",
 )
+
+
+#: runs in the child: the two pipe ends onto fds 3 and 4, then Chromium in its place
+PLACE_PIPE = """
+import os, sys
+read_end, write_end = (os.dup(int(fd)) for fd in sys.argv[1:3])
+for fd in sys.argv[1:3]:
+    os.close(int(fd))
+os.dup2(read_end, 3)
+os.dup2(write_end, 4)
+for fd in {read_end, write_end} - {3, 4}:
+    os.close(fd)
+os.execv(sys.argv[3], sys.argv[3:])
+"""
 
 
 def chromium() -> str:
@@ -46,22 +61,20 @@ class Browser:
     def __init__(self, profile: Path, timeout: float = 60) -> None:
         to_chrome_r, to_chrome_w = os.pipe()
         from_chrome_r, from_chrome_w = os.pipe()
-        # park the child's ends above 4 so placing them on 3 and 4 cannot clobber one
-        high_r = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)
-        high_w = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
-
-        def place_pipe() -> None:
-            os.dup2(high_r, 3)
-            os.dup2(high_w, 4)
-
+        profile.mkdir(parents=True, exist_ok=True)
+        self.log = profile / "chromium.log"  # a file, not a pipe: a full pipe would stall it
+        self.log_file = self.log.open("wb")
+        # a small Python exec wrapper puts the pipe on fds 3 and 4 (no preexec_fn: the
+        # test server's threads run meanwhile)
         self.process = subprocess.Popen(
-            [chromium(), *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}",
+            [sys.executable, "-c", PLACE_PIPE, str(to_chrome_r), str(from_chrome_w),
+             chromium(), *FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}",
              "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=place_pipe, close_fds=False,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log_file,
+            pass_fds=(to_chrome_r, from_chrome_w),
         )
-        for fd in (to_chrome_r, from_chrome_w, high_r, high_w):
-            os.close(fd)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
         self.writer = os.fdopen(to_chrome_w, "wb", buffering=0)
         self.reader = os.fdopen(from_chrome_r, "rb", buffering=0)
         self.timeout = timeout
@@ -72,10 +85,12 @@ class Browser:
 
     def _read(self) -> dict[str, Any]:
         while b"\0" not in self.buffer:
+            ready, _, _ = select.select([self.reader], [], [], self.timeout)
+            if not ready:
+                raise TimeoutError(f"Chromium said nothing for {self.timeout} s")
             chunk = self.reader.read(1 << 16)
             if not chunk:
-                error = self.process.stderr.read().decode(errors="replace") if (
-                    self.process.stderr) else ""
+                error = self.log.read_text(errors="replace")
                 raise RuntimeError(f"Chromium closed the pipe: {error[-2000:]}")
             self.buffer += chunk
         message, _, self.buffer = self.buffer.partition(b"\0")
@@ -148,6 +163,5 @@ class Browser:
         except subprocess.TimeoutExpired:  # pragma: no cover
             self.process.kill()
             self.process.wait(timeout=20)
-        for stream in (self.writer, self.reader, self.process.stderr):
-            if stream:
-                stream.close()
+        for stream in (self.writer, self.reader, self.log_file):
+            stream.close()

@@ -40,6 +40,8 @@ os.dup2(read_end, 3)
 os.dup2(write_end, 4)
 for fd in {read_end, write_end} - {3, 4}:
     os.close(fd)
+os.set_inheritable(3, True)  # dup2 onto itself keeps the close-on-exec flag of os.dup
+os.set_inheritable(4, True)
 os.execv(sys.argv[3], sys.argv[3:])
 """
 

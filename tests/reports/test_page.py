@@ -79,9 +79,19 @@ def test_the_page_with_the_loop_keys_and_without(make_app: Any) -> None:
     for section in ('id="delegation"', 'id="suggestions"', 'id="competence-gaps"',
                     'id="loop-acknowledged"', 'id="chart-delegation"'):
         assert section not in before and section in after, section
+    # intents: from the loop when it counts them, else from the summary; never twice
+    partial = loop_report()
+    del partial["loop"]["intents"]
+    with app.test_request_context():
+        between = render_page(partial, rules)
+    for page in (before, after, between):
+        assert page.count("<span>“I intend to …” said</span>") == 1
     text = visible_text(after)
     assert "'Spend under 5k' could be decided by tech leads. see the evidence" in text
-    assert '<li id="suggestion-1">' in after and "<details><summary>The evidence" in after
+    # the evidence one click away: the link lands on it; the edit itself is folded
+    assert ("<li>Carol S approved 5 of 5 &#39;Spend under 5k&#39; waits, none refused</li>"
+            in after.split('<li id="suggestion-1">')[1])
+    assert "<details><summary>The proposed edit of the rules file</summary><pre>" in after
     assert "-    decided_at: manager\n+    decided_at: tech_lead" in after
     assert "Engineers on call know whether a routine deploy is safe" in text  # purpose
     assert "1.5 hours to “very well”" in text

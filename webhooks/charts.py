@@ -141,9 +141,11 @@ def columns(
     values = [v for _, v in rows if v is not None]
     if not rows or not values or (max(values) <= 0 and top is None):
         return Chart(width=width, height=60, bars=(), empty=True)
-    left, right, bottom, upper = 44, 14, 26, 18
-    plot_width, plot_height = width - left - right, height - bottom - upper
     ticks = axis_ticks(top if top is not None else max(values), counts=counts, most=4)
+    # room for the longest tick text at the largest font the page gives it (15 px on phones)
+    longest = max(len(tick_text(value) + suffix) for value in ticks)
+    left, right, bottom, upper = max(44, 14 + 9 * longest), 14, 26, 18
+    plot_width, plot_height = width - left - right, height - bottom - upper
     scale = ticks[-1]
     slot = plot_width / len(rows)
     bar_width = max(slot * 0.7, 1.0)

@@ -239,11 +239,13 @@ def what_to_do(report: Mapping[str, Any], people: Directory) -> Lead:
     actions = tuple(action for action in found if action is not None)
     total = int(report["summary"]["episodes"])
     note = None
-    if total == 0:
-        note = "No decision waited for approval in this window: nothing to act on."
-    elif not actions:
-        note = (f"Nothing to act on: none of the {decisions(total)} in this window waited "
+    if not actions:
+        note = ("No decision waited for approval in this window: nothing to act on."
+                if total == 0 else
+                f"Nothing to act on: none of the {decisions(total)} in this window waited "
                 "above the right level, and everyone involved is in the rules file.")
+    elif total == 0:
+        note = "No decision waited for approval in this window."
     elif total < THIN:
         note = (f"Only {decisions(total)} in this window: too few to be a pattern. Look at "
                 "a longer window before changing the rules.")

@@ -96,6 +96,11 @@ def test_nothing_to_do_is_said_plainly() -> None:
                          "above the right level, and everyone involved is in the rules file.")
     assert what_to_do(empty_report(), PEOPLE).note == (
         "No decision waited for approval in this window: nothing to act on.")
+    # a suggestion drawn from a longer history still leads an empty window
+    report = {**empty_report(), "suggestions": loop_report()["suggestions"]}
+    lead = what_to_do(report, PEOPLE)
+    assert [a.kind for a in lead.actions] == ["suggestion"]
+    assert lead.note == "No decision waited for approval in this window."
 
 
 def test_thin_data_invents_nothing_and_says_so() -> None:

@@ -86,6 +86,9 @@ def test_the_page_with_the_loop_keys_and_without(make_app: Any) -> None:
         between = render_page(partial, rules)
     for page in (before, after, between):
         assert page.count("<span>“I intend to …” said</span>") == 1
+    # before the loop's answers are counted, the waits taken after an intent stand in
+    assert "<span>taken after an intent</span>" in before
+    assert "<span>taken after an intent</span>" not in after
     text = visible_text(after)
     assert "'Spend under 5k' could be decided by tech leads. see the evidence" in text
     # the evidence one click away: the link lands on it; the edit itself is folded

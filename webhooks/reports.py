@@ -13,15 +13,34 @@ import hmac
 import io
 import logging
 from datetime import UTC, date, datetime, time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Response, jsonify, render_template, request
 
 from ledger.report import Window, bottleneck_report
-from rules.model import utc_now
-from webhooks.charts import columns, stacked_hbars
+from rules.model import Rules, utc_now
+from webhooks.charts import Chart, columns, hbars
 from webhooks.extension import app_runtime
+from webhooks.page import (
+    Directory,
+    Week,
+    decisions,
+    delegation_summary,
+    delegation_weeks,
+    duration,
+    evidence_lines,
+    gap_count,
+    loop_cards,
+    outcome_rows,
+    percent,
+    suggestion_diff,
+    suggestion_text,
+    week_label,
+    what_to_do,
+    words,
+)
 
 bp = Blueprint("reports", __name__, template_folder="templates")
 log = logging.getLogger("leaderleader.web")
@@ -167,7 +186,7 @@ def bottlenecks() -> Any:
     if wanted == "csv":
         return _csv(report)
     if wanted == "html":
-        return _html(report)
+        return _html(report, rules)
     response = jsonify(report)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Vary"] = "Accept, Authorization"
@@ -200,37 +219,78 @@ def _csv(report: dict[str, Any]) -> Response:
 
 
 def _caption(row: dict[str, Any]) -> str:
-    median = row["median_wait_hours"]
-    parts = [f"{row['episodes']} ep."]
-    if median is not None:
-        parts.append(f"median {median:g} h")
+    parts = [decisions(row["episodes"])]
+    if row["median_wait_hours"] is not None:
+        parts.append(f"median {duration(row['median_wait_hours'])}")
     if row["waiting_now"]:
-        parts.append(f"{row['waiting_now']} open")
-    return ", ".join(parts)
+        parts.append(f"{row['waiting_now']} waiting now")
+    return " · ".join(parts)
 
 
-def _html(report: dict[str, Any]) -> Response:
-    by_level = stacked_hbars(
-        [(row["level"] or "(unmapped)", row["total_wait_hours"], row["open_total_hours"],
-          _caption(row)) for row in report["by_level"]],
-        css="level",
-    )
-    by_approver = stacked_hbars(
-        [(row["approver"] or "(none)", row["total_wait_hours"], row["open_total_hours"],
-          _caption(row)) for row in report["by_approver"][:APPROVERS_CHARTED]],
-        css="approver",
-    )
+def _hbars(rows: list[dict[str, Any]], label: Callable[[dict[str, Any]], str], css: str) -> Chart:
+    return hbars([(label(row), row["total_wait_hours"], row["open_total_hours"], _caption(row))
+                  for row in rows], css=css)
+
+
+def _trend(weeks: list[dict[str, Any]]) -> dict[str, Chart]:
+    labels = [week_label(w["week"], w.get("week_start")) for w in weeks]
+    median = columns(
+        [(label, w["median_wait_hours"]) for label, w in zip(labels, weeks)], css="median",
+        captions=[f"{w['median_wait_hours']:.0f}" if w["median_wait_hours"] is not None else ""
+                  for w in weeks],
+        titles=[f"Week of {label}: median wait {duration(w['median_wait_hours'])} "
+                f"({decisions(w['ended'])} taken)" for label, w in zip(labels, weeks)])
+    flagged = columns(
+        [(label, float(w["flagged"])) for label, w in zip(labels, weeks)], css="flagged",
+        counts=True, captions=[str(w["flagged"]) for w in weeks],
+        titles=[f"Week of {label}: {w['flagged']} of {decisions(w['episodes'])} waited above "
+                "the right level" for label, w in zip(labels, weeks)])
+    return {"median": median, "flagged": flagged}
+
+
+def _delegation(weeks: tuple[Week, ...]) -> Chart:
+    return columns(
+        [(week.label, week.share) for week in weeks], css="delegation", top=100, suffix="%",
+        counts=True, captions=[percent(week.share) if week.decisions else "" for week in weeks],
+        titles=[f"Week of {week.label}: {week.lower} of {decisions(week.decisions)} taken at or "
+                f"below the level that holds the information ({percent(week.share)})"
+                for week in weeks])
+
+
+def render_page(report: dict[str, Any], rules: Rules | None) -> str:
+    """The HTML page for a report (the loop's sections appear when the report has their keys)."""
+    people = Directory.from_rules(rules, report.get("unmapped") or ())
     weeks = report["trend"][-TREND_WEEKS_CHARTED:]
-    trend_median = columns([(w["week"], w["median_wait_hours"]) for w in weeks],
-                           css="median", unit="h median wait")
-    trend_flagged = columns([(w["week"], float(w["flagged"])) for w in weeks],
-                            css="flagged", unit="flagged", height=120)
-    page = render_template(
+    delegation = delegation_weeks(report)[-TREND_WEEKS_CHARTED:]
+    charts = {
+        "approver": _hbars(report["by_approver"][:APPROVERS_CHARTED],
+                           lambda row: people.name(row["approver"]), "approver"),
+        "level": _hbars(report["by_level"], lambda row: words(row["level"]), "level"),
+        **_trend(weeks),
+        "delegation": _delegation(delegation),
+    }
+    decided_at = {rule.name: rule.decided_at for rule in rules.decisions} if rules else {}
+    return render_template(
         "report_bottlenecks.html",
         report=report,
-        charts={"level": by_level, "approver": by_approver, "median": trend_median,
-                "flagged": trend_flagged},
+        lead=what_to_do(report, people),
+        cards=loop_cards(report),
+        delegation=delegation,
+        delegation_summary=delegation_summary(delegation),
+        outcomes=outcome_rows(report),
+        people=people,
+        words=words,
+        duration=duration,
+        decided_at=decided_at,
+        suggestion_text=suggestion_text,
+        evidence_lines=evidence_lines,
+        suggestion_diff=suggestion_diff,
+        gap_count=gap_count,
+        charts=charts,
         approvers_charted=APPROVERS_CHARTED,
         weeks_charted=len(weeks),
     )
-    return Response(page, mimetype="text/html", headers=HTML_HEADERS)
+
+
+def _html(report: dict[str, Any], rules: Rules | None) -> Response:
+    return Response(render_page(report, rules), mimetype="text/html", headers=HTML_HEADERS)

@@ -1,4 +1,4 @@
-"""Just enough PNG decoding to count a screenshot's colours (PIL is not a dependency)."""
+"""Just enough PNG decoding to count a screenshot's colours and bars (PIL is not a dependency)."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def _unfilter(kind: int, line: bytearray, prior: bytes, bpp: int) -> None:
             raise ValueError(f"unknown PNG filter {kind}")
 
 
-def colour_counts(data: bytes) -> tuple[int, int, Counter[tuple[int, int, int]]]:
-    """(width, height, how many pixels of each RGB colour) of an 8-bit RGB/RGBA PNG."""
+def decode(data: bytes) -> tuple[int, int, list[list[tuple[int, int, int]]]]:
+    """(width, height, rows of RGB pixels) of an 8-bit RGB/RGBA PNG."""
     if data[:8] != b"\x89PNG\r\n\x1a\n":
         raise ValueError("not a PNG file")
     position, idat = 8, bytearray()
@@ -55,11 +55,25 @@ def colour_counts(data: bytes) -> tuple[int, int, Counter[tuple[int, int, int]]]
     raw = zlib.decompress(bytes(idat))
     stride = width * bpp
     prior = bytes(stride)
-    counts: Counter[tuple[int, int, int]] = Counter()
+    rows = []
     for row in range(height):
         start = row * (stride + 1)
         line = bytearray(raw[start + 1 : start + 1 + stride])
         _unfilter(raw[start], line, prior, bpp)
-        counts.update(zip(line[0::bpp], line[1::bpp], line[2::bpp]))
+        rows.append(list(zip(line[0::bpp], line[1::bpp], line[2::bpp])))
         prior = bytes(line)
+    return width, height, rows
+
+
+def colour_counts(data: bytes) -> tuple[int, int, Counter[tuple[int, int, int]]]:
+    """(width, height, how many pixels of each RGB colour) of an 8-bit RGB/RGBA PNG."""
+    width, height, rows = decode(data)
+    counts: Counter[tuple[int, int, int]] = Counter()
+    for row in rows:
+        counts.update(row)
     return width, height, counts
+
+
+def bands(flags: list[bool]) -> int:
+    """How many separate runs of True: bars seen across (or down) a chart."""
+    return sum(1 for i, flag in enumerate(flags) if flag and (i == 0 or not flags[i - 1]))

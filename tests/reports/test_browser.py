@@ -148,7 +148,8 @@ def test_the_served_page_reads_on_a_phone_a_laptop_and_a_wide_screen(
         for action in lead.actions:  # the lead, as words on the screen
             assert action.text in " ".join(seen["todo"].split()), (width, action.text)
         charts = seen["charts"]
-        assert set(charts) == {"chart-approver", "chart-level", "chart-median", "chart-flagged"}
+        assert set(charts) == {"chart-approver", "chart-level", "chart-median", "chart-flagged",
+                               *(["chart-delegation"] if report["delegation"] else [])}
         # one bar row per approver and level, as many as the report has
         assert charts["chart-approver"]["rows"] == len(report["by_approver"])
         assert charts["chart-level"]["rows"] == len(report["by_level"])

@@ -25,10 +25,12 @@ def test_page_headers_and_links(report_app: Flask) -> None:
     assert '<a href="https://jira.example.com/browse/PAY-6" rel="noreferrer noopener"' in page
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org", "")
     assert TOKEN not in page
-    # bars: one SVG per approver and per level row; two trend charts
+    # bars: one SVG per approver and per level row; two trend charts, and the weekly share
+    # of decisions moving down when there were decisions
     report = report_app.test_client().get("/reports/bottlenecks", headers=bearer()).get_json()
     rows = len(report["by_approver"]) + len(report["by_level"])
-    assert page.count('<svg class="track"') == rows and page.count("<svg") == rows + 2
+    charts = 2 + (1 if report["delegation"] else 0)
+    assert page.count('<svg class="track"') == rows and page.count("<svg") == rows + charts
     # open waits' own median (W6 48 h, W7 588 h: 318 h = 13.2 days), in words
     assert "<b>13.2 days</b><span>typical wait so far</span>" in page
     assert '<td class="n" data-label="Hours waited">588.0</td>' in page

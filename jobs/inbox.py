@@ -22,6 +22,7 @@ Processing is idempotent (the ledger's unique delivery id), so a repeat is harml
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from rq import get_current_job
@@ -122,6 +123,22 @@ def accept(runtime: Runtime, delivery_id: str, body: str, received_at: str) -> b
     return True
 
 
+_ISSUE_KEY = re.compile(rb'"key"\s*:\s*"([A-Za-z][A-Za-z0-9_]*-[0-9]+)"')
+
+
+def _lock_order(entry: bytes | str) -> bytes:
+    """Apply a batch ticket by ticket, in one order for every worker.
+
+    Two workers whose batches touch the same tickets then take the tickets' rows (and the
+    waits under them) in the same order, so they can wait for each other but never
+    deadlock. Deliveries of one ticket keep their order; the ledger orders them by
+    their own times anyway. The first issue key in the body is enough to sort by.
+    """
+    raw = entry if isinstance(entry, bytes) else entry.encode("utf-8", "surrogatepass")
+    found = _ISSUE_KEY.search(raw)
+    return found.group(1).upper() if found else b""
+
+
 def _process(runtime: Runtime, entries: list[Any], in_hand: str) -> None:
     """Apply deliveries in one transaction, each inside its own savepoint.
 
@@ -132,7 +149,7 @@ def _process(runtime: Runtime, entries: list[Any], in_hand: str) -> None:
     """
     applied, failed = [], []
     with runtime.sessions() as session:
-        for entry in entries:
+        for entry in sorted(entries, key=_lock_order):
             delivery_id = "unreadable"
             try:
                 delivery_id, received_at, body = decode(entry)

@@ -27,7 +27,9 @@ def remember_users(session: Session, users: Iterable[SeenUser], at: datetime) ->
         return
     known = {row.jira_id: row for row in session.scalars(
         select(JiraUser).where(JiraUser.jira_id.in_(list(wanted))))}
-    for jira_id, user in wanted.items():
+    # in one order everywhere (concurrent batches lock the same rows in the same order,
+    # so they cannot deadlock), and written only when something changed
+    for jira_id, user in sorted(wanted.items()):
         row = known.get(str(jira_id))
         if row is None:
             try:
@@ -40,12 +42,13 @@ def remember_users(session: Session, users: Iterable[SeenUser], at: datetime) ->
             continue
         if row.seen_at is not None and row.seen_at > at:
             continue  # a late delivery: the newer name stands
-        for attribute, value in (("user_key", user.get("key")),
-                                 ("display_name", user.get("display_name")),
-                                 ("email", user.get("email"))):
-            if value and getattr(row, attribute) != value:
-                setattr(row, attribute, value)
-        row.seen_at = at
+        changed = [(attribute, value) for attribute, value in (
+            ("user_key", user.get("key")), ("display_name", user.get("display_name")),
+            ("email", user.get("email"))) if value and getattr(row, attribute) != value]
+        for attribute, value in changed:
+            setattr(row, attribute, value)
+        if changed:
+            row.seen_at = at
 
 
 def display_names(session: Session, jira_ids: Collection[str]) -> dict[str, str]:

@@ -148,9 +148,13 @@ def apply_issue_change(
     frm = status_change.from_string if status_change else None
     if after and not before:
         record_change(session, ticket, event.at, frm, view.status, enters=True)
-        handed_from = next(
-            (c.from_id for c in event.changes if c.field_id == "assignee"), previous_assignee
-        )
+        reassigned = next((c for c in event.changes if c.field_id == "assignee"), None)
+        if reassigned is not None:
+            handed_from = reassigned.from_id
+        elif event.changes:  # a changelog that leaves the assignee alone: it was this one
+            handed_from = view.assignee
+        else:  # no changelog: the ledger's last snapshot, when it is older than this one
+            handed_from = previous_assignee
         snapshot = replace(view, assignee_before_approval=handed_from)
         verdict = evaluate(rules, snapshot)
         wait = open_wait(session, ticket, event.at, snapshot, verdict, rules)

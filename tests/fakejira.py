@@ -161,6 +161,10 @@ class FakeJira:
             self._comments.setdefault(key, []).append(comment)
         return str(comment["id"])
 
+    def clear_comments(self, key: str) -> None:
+        with self._lock:
+            self._comments[key] = []
+
     def calls(self) -> list[tuple[str, str]]:
         """Every request since the last ``reset_log``, as (method, path)."""
         return list(self.requests)

@@ -221,14 +221,19 @@ def deliveries(draw: st.DrawFn, bodies: list[bytes]) -> list[list[tuple[str, byt
     return [sent[a:b] for a, b in zip([0, *cuts], [*cuts, len(sent)], strict=True)]
 
 
-@pytest.fixture()
-def rules_file(tmp_path: Path) -> Path:
+def statuses_rules(tmp_path: Path) -> Path:
+    """The example rules file, with its approval statuses named as ``RULES_STATUSES``."""
     text = EXAMPLE_RULES.read_text()
     start = text.index("  statuses:")
     end = text.index("\n", start)
     path = tmp_path / "rules.yaml"
     path.write_text(text[:start] + f"  statuses: {RULES_STATUSES}" + text[end:])
     return path
+
+
+@pytest.fixture()
+def rules_file(tmp_path: Path) -> Path:
+    return statuses_rules(tmp_path)
 
 
 def _empty(app) -> None:

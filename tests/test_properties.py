@@ -272,7 +272,7 @@ def test_webhooks_and_backfill_give_the_waits_the_statuses_say(make_app, fake_ji
                    jira_api_token="t0ken-value")
 
     # No shrinking: each example runs the whole service, and a failure prints its deliveries.
-    @settings(max_examples=25, deadline=None, database=None, phases=NO_SHRINK,
+    @settings(max_examples=40, deadline=None, database=None, phases=NO_SHRINK,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                      HealthCheck.function_scoped_fixture])
     @given(history=histories(), data=st.data())

@@ -187,9 +187,13 @@ def apply_issue_change(
         inferred = close_wait(session, ticket, event.at, evidence=_evidence(delivery_id, frm, view))
     if after and not before:
         record_change(session, ticket, event.at, frm, view.status, enters=True)
-        handed_from = next(
-            (c.from_id for c in event.changes if c.field_id == "assignee"), previous_assignee
-        )
+        reassigned = next((c for c in event.changes if c.field_id == "assignee"), None)
+        if reassigned is not None:
+            handed_from = reassigned.from_id
+        elif event.changes:  # a changelog that leaves the assignee alone: it was this one
+            handed_from = view.assignee
+        else:  # no changelog: the ledger's last snapshot, when it is older than this one
+            handed_from = previous_assignee
         # Data Center changelogs may name the user by key: the rules file knows usernames
         handed_from = username_for_key(session, handed_from)
         snapshot = replace(view, assignee_before_approval=handed_from)

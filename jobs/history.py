@@ -165,7 +165,7 @@ def episode_view(snapshot: Ticket, episode: Episode, approver_field: str | None)
         snapshot,
         status=episode.status,
         status_id=episode.status_id,
-        assignee=episode.approver_assignee or snapshot.assignee,
+        assignee=episode.approver_assignee,  # None: it waited unassigned (not today's assignee)
         assignee_before_approval=episode.assignee_before,
         fields=fields,
     )

@@ -71,6 +71,24 @@ class Fault:
     body: str | None = None  # a non-JSON body (a proxy's or Tomcat's HTML page)
 
 
+@dataclass
+class Hold:
+    """Holds matching requests at the door until ``release()`` (one per ``hold_next`` call).
+
+    ``arrived`` is set when a held request is waiting, so a test can act while Jira
+    "thinks"; the request then goes on as normal (a held POST stores its comment after).
+    """
+
+    method: str
+    path: re.Pattern[str]
+    times: int = 1
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None,
            body: str | None = None) -> Response:
     if body is not None:
@@ -100,6 +118,7 @@ class FakeJira:
         self._comments: dict[str, list[dict[str, Any]]] = {}
         self._ids = itertools.count(10001)
         self._faults: list[Fault] = []
+        self._holds: list[Hold] = []
         self._lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
         self.jqls: list[str] = []  # the JQL of every search, as sent
@@ -194,6 +213,40 @@ class FakeJira:
         @app.get("/rest/api/2/field")
         def list_fields() -> Any:
             return jsonify(fake.fields)
+
+    # -- test controls: holding requests, seeding comments --------------------------------
+    def hold_next(self, method: str, path_regex: str, times: int = 1) -> Hold:
+        """Hold the next ``times`` matching requests (after authentication) until released."""
+        hold = Hold(method.upper(), re.compile(path_regex), times)
+        with self._lock:
+            self._holds.append(hold)
+        return hold
+
+    def _hold(self) -> Hold | None:
+        with self._lock:
+            for hold in self._holds:
+                if hold.times > 0 and hold.method == request.method and hold.path.search(request.path):
+                    hold.times -= 1
+                    return hold
+        return None
+
+    def seed_comment(self, key: str, body: str, *, author: str = "someone.else",
+                     properties: list[dict[str, Any]] | None = None) -> str:
+        """A comment already on the ticket (someone's, or ours from an earlier run); its id."""
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+        comment = {"id": str(next(self._ids)), "body": body, "author": self._user(author),
+                   "created": now, "updated": now, "properties": list(properties or [])}
+        with self._lock:
+            self._comments.setdefault(key, []).append(comment)
+        return str(comment["id"])
+
+    def clear_comments(self, key: str) -> None:
+        with self._lock:
+            self._comments[key] = []
+
+    def calls(self) -> list[tuple[str, str]]:
+        """Every request since the last ``reset_log``, as (method, path)."""
+        return list(self.requests)
 
     # -- the HTTP API -----------------------------------------------------------------
     def _fault(self) -> Fault | None:
@@ -304,6 +357,13 @@ class FakeJira:
             if not fake._authorised():
                 return _error(401, "You are not authenticated. Authentication required to perform this operation.")
             return None
+
+        @app.before_request
+        def _held() -> None:
+            hold = fake._hold()
+            if hold is not None:
+                hold.arrived.set()
+                hold.released.wait(timeout=120)
 
         @app.after_request
         def _lost_answer(response: Response) -> Response:

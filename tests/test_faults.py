@@ -140,38 +140,6 @@ def test_worker_killed_after_jira_took_the_comment_posts_it_once(make_app, fake_
     assert (row.state, row.jira_comment_id) == ("posted", fake_jira.comments("PAY-101")[0]["id"])
 
 
-def test_two_workers_racing_on_one_comment_post_it_once(make_app, fake_jira, redis_conn):
-    """The same comment job queued twice (a re-queue racing the original), two worker processes."""
-    issue = fixture_json(DEPLOY)["issue"]
-    fake_jira.add_issue(issue["key"], issue["fields"], issue_id=issue["id"])
-    app = make_app(jira_url=fake_jira.url, jira_user="bot@acme.example", jira_api_token="t0ken-value")
-    post_webhook(app, fixture_body(DEPLOY))
-    with app_runtime(app).activate():
-        runtime = current_runtime()
-        from jobs.comments import post_comment
-        from jobs.inbox import drain_inbox
-
-        runtime.queue.remove(runtime.queue.jobs[0])
-        assert drain_inbox() == 1
-        (job,) = runtime.queue.jobs
-        runtime.queue.enqueue(post_comment, *job.args)  # the second copy
-    # Jira is slow to take the comment, so both workers are inside the post at once
-    fake_jira.fail_next("POST", r"/comment$", 0, delay=1.5)
-    url = os.environ.get("REDIS_URL") or "unix://" + redis_conn.socket_file
-    env = _worker_env(runtime.settings, url, fake_jira.url)
-    workers = [subprocess.Popen([sys.executable, "-m", "leaderleader", "worker", "--burst"], cwd=ROOT,
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-               for _ in range(2)]
-    for worker in workers:
-        assert worker.wait(timeout=90) == 0
-    run_worker(app)  # whatever one of them handed back for a retry
-    assert len(fake_jira.comments("PAY-101")) == 1
-    assert fake_jira.count("POST", r"/comment$") == 1
-    with app_runtime(app).activate(), current_runtime().sessions() as session:
-        row = session.scalars(select(Comment)).one()
-    assert row.state == "posted"
-
-
 def test_a_delivery_whose_drain_job_was_never_queued_is_picked_up_by_the_next_round(make_app):
     """Redis failed between accepting a delivery and queuing its job: the scheduler sees to it."""
     from jobs.inbox import backlog

@@ -20,8 +20,11 @@ def signature_problem(secret: str, body: bytes, header: str | None) -> str | Non
     digest = _METHODS.get(method.strip().lower())
     if digest is None:
         return f"unsupported signature method {method[:16]!r}"
+    given = given.strip().lower()  # hex digits: upper case is the same digest
+    if not given.isascii():  # compare_digest refuses non-ASCII text (a TypeError)
+        return "malformed X-Hub-Signature"
     expected = hmac.new(secret.encode(), body, digest).hexdigest()
-    if not hmac.compare_digest(expected, given.strip().lower()):
+    if not hmac.compare_digest(expected.encode(), given.encode()):
         return "signature does not match"
     return None
 

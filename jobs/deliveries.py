@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connector.events import (
+    WORKFLOW_TRANSITION,
     CommentPosted,
     FieldChange,
     IssueChanged,
@@ -180,7 +181,9 @@ def apply_issue_change(
     )
     status_change = next((c for c in event.changes if c.field_id == "status"), None)
     frm = status_change.from_string if status_change else None
-    if after and not before and wait_began_near(session, ticket, event.at, SAME_TRANSITION):
+    if after and not before and wait_began_near(
+            session, ticket, event.at, SAME_TRANSITION, status=view.status,
+            changelog_entry=(event.transition_key or "").startswith("changelog:")):
         return "wait-known", []
     inferred = None
     if not before and (status_change is not None or not after) and knows_status(rules, view):
@@ -190,7 +193,9 @@ def apply_issue_change(
         reassigned = next((c for c in event.changes if c.field_id == "assignee"), None)
         if reassigned is not None:
             handed_from = reassigned.from_id
-        elif event.changes:  # a changelog that leaves the assignee alone: it was this one
+        elif event.changes and event.event != WORKFLOW_TRANSITION:
+            # a changelog that leaves the assignee alone: it was this one (a post-function
+            # body has no changelog of its own: it cannot say the assignee stayed)
             handed_from = view.assignee
         else:  # no changelog: the ledger's last snapshot, when it is older than this one
             handed_from = previous_assignee

@@ -126,17 +126,19 @@ def accept(runtime: Runtime, delivery_id: str, body: str, received_at: str) -> b
 _ISSUE_KEY = re.compile(rb'"key"\s*:\s*"([A-Za-z][A-Za-z0-9_]*-[0-9]+)"')
 
 
-def _lock_order(entry: bytes | str) -> bytes:
+def _lock_order(entry: bytes | str) -> tuple[int, bytes]:
     """Apply a batch ticket by ticket, in one order for every worker.
 
     Two workers whose batches touch the same tickets then take the tickets' rows (and the
     waits under them) in the same order, so they can wait for each other but never
     deadlock. Deliveries of one ticket keep their order; the ledger orders them by
-    their own times anyway. The first issue key in the body is enough to sort by.
+    their own times anyway. The first issue key in the body is enough to sort by. A body
+    with no key (a Server comment naming its issue only by id) comes last: it only reads
+    the ticket, which a delivery before it in the batch may be creating.
     """
     raw = entry if isinstance(entry, bytes) else entry.encode("utf-8", "surrogatepass")
     found = _ISSUE_KEY.search(raw)
-    return found.group(1).upper() if found else b""
+    return (0, found.group(1).upper()) if found else (1, b"")
 
 
 def _process(runtime: Runtime, entries: list[Any], in_hand: str) -> None:

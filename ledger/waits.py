@@ -13,7 +13,7 @@ from sqlalchemy import func, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ledger.models import ApprovalWait, Comment, Intent, StatusChange, TicketRecord
+from ledger.models import ApprovalWait, Comment, Delivery, Intent, StatusChange, TicketRecord
 from rules.model import Rules, Ticket, Verdict
 from rules.waiting import field_approvers, is_waiting
 
@@ -192,19 +192,34 @@ def close_wait(
     return wait
 
 
-def wait_began_near(session: Session, ticket: TicketRecord, at: datetime, within: timedelta) -> bool:
-    """Is a wait recorded as beginning within ``within`` of ``at``?
+def wait_began_near(session: Session, ticket: TicketRecord, at: datetime, within: timedelta,
+                    *, status: str | None = None, changelog_entry: bool = False) -> bool:
+    """Is a wait recorded as beginning within ``within`` of ``at`` that may be this entry?
 
     The same entry reported by two kinds of webhook (a workflow post-function and an
     issue event), or by a webhook and Jira's changelog, carries times a little apart
-    and no common key.
+    and no common key. It cannot be the same entry when the wait went into another
+    status, when the ledger knows the ticket left approval in between, or, for a
+    ``changelog_entry``, when another changelog entry opened the wait (two changelog
+    entries are two transitions however close in time).
     """
-    return session.scalar(
-        select(ApprovalWait.id).where(
-            ApprovalWait.ticket_id == ticket.id,
-            ApprovalWait.started_at.between(at - within, at + within),
-        ).limit(1)
-    ) is not None
+    near = session.scalars(select(ApprovalWait).where(
+        ApprovalWait.ticket_id == ticket.id,
+        ApprovalWait.started_at.between(at - within, at + within),
+    )).all()
+    if status is not None:
+        near = [w for w in near if (w.status or "").strip().lower() == status.strip().lower()]
+    left = session.scalars(select(StatusChange.at).where(
+        StatusChange.ticket_id == ticket.id, StatusChange.leaves_wait.is_(True),
+        StatusChange.at.between(at - within, at + within))).all()
+    near = [w for w in near if not any(min(at, w.started_at) < t < max(at, w.started_at)
+                                       for t in left)]
+    if not near or not changelog_entry:
+        return bool(near)
+    keyed = set(session.scalars(select(Delivery.payload_at).where(
+        Delivery.issue_key == ticket.key, Delivery.payload_at.in_([w.started_at for w in near]),
+        Delivery.transition_key.like("changelog:%"))))
+    return any(w.started_at not in keyed for w in near)
 
 
 def wait_open_at(session: Session, ticket_id: int, at: datetime) -> ApprovalWait | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import select
 
@@ -10,7 +12,7 @@ from rules.engine import evaluate
 from rules.loader import load_rules
 from rules.model import Ticket
 from service.settings import EXAMPLE_RULES
-from tests.conftest import fixture_body, post_webhook, run_worker
+from tests.conftest import fixture_json, fixture_body, post_webhook, run_worker
 from tests.test_properties import State, _assign, _status, _story, _waits, statuses_rules
 from webhooks.extension import app_runtime
 
@@ -76,10 +78,12 @@ def test_a_ticket_bounced_out_of_approval_and_back_in_the_same_millisecond_waits
 
 def test_an_exit_delivered_twice_closes_the_wait_once(app):
     """Wait close: a second webhook repeating the exit records nothing new."""
-    for n, name in enumerate(["issue_updated__cloud_deploy_handed_to_director",
-                              "issue_updated__cloud_leaves_approval",
-                              "issue_updated__cloud_leaves_approval"]):
-        post_webhook(app, fixture_body(name), delivery=f"d-{n}")
+    repeat = fixture_json("issue_updated__cloud_leaves_approval")
+    repeat["changelog"]["id"] = "10441"  # not the same changelog entry: it reaches the ledger
+    bodies = [fixture_body("issue_updated__cloud_deploy_handed_to_director"),
+              fixture_body("issue_updated__cloud_leaves_approval"), json.dumps(repeat).encode()]
+    for n, body in enumerate(bodies):
+        post_webhook(app, body, delivery=f"d-{n}")
     run_worker(app)
     with app_runtime(app).sessions() as session:
         outcomes = dict(session.execute(select(Delivery.delivery_id, Delivery.outcome)).all())

@@ -317,30 +317,38 @@ def test_yaml_errors_say_where_the_construct_began_and_about_tabs():
 EXAMPLE_TEXT = EXAMPLE_RULES.read_text()
 
 
+def _line(needle: str) -> int:
+    """The line of the example rules file where ``needle`` starts."""
+    return EXAMPLE_TEXT[:EXAMPLE_TEXT.index(needle)].count("\n") + 1
+
+
 @pytest.mark.parametrize(("old", "new", "expected"), [
     # a key one space deeper than its sibling, which already has a value
     ("  approver_field: customfield_10050", "   approver_field: customfield_10050",
-     "rules.yaml:30: YAML indentation: 'approver_field' is indented 3 spaces, deeper than "
-     "'statuses' on line 29 (2 spaces), which already has its value: indent it like its "
-     "siblings, or give line 29 no value"),
+     "rules.yaml:{approver}: YAML indentation: 'approver_field' is indented 3 spaces, deeper "
+     "than 'statuses' on line {statuses} (2 spaces), which already has its value: indent it "
+     "like its siblings, or give line {statuses} no value"),
     # a key coming back out to a column no level starts at (PyYAML blames the next line)
-    ("    decided_at: tech_lead\n  - name: Spend under 5k",
-     "   decided_at: tech_lead\n  - name: Spend under 5k",
-     "rules.yaml:46: YAML indentation: 'decided_at' is indented 3 spaces, which lines up with "
-     "no level above it (those start at 0, 2 spaces): line it up with its siblings"),
+    ("    decided_at: manager\n  - name: Vendor contracts",
+     "   decided_at: manager\n  - name: Vendor contracts",
+     "rules.yaml:{manager}: YAML indentation: 'decided_at' is indented 3 spaces, which lines "
+     "up with no level above it (those start at 0, 2 spaces): line it up with its siblings"),
     # a list item one space off
     ("  - name: Spend under 5k", "   - name: Spend under 5k",
-     "rules.yaml:47: YAML indentation: 'name' is indented 3 spaces, which lines up with no "
-     "level above it (those start at 0, 2 spaces): line it up with its siblings"),
+     "rules.yaml:{spend}: YAML indentation: 'name' is indented 3 spaces, which lines up with "
+     "no level above it (those start at 0, 2 spaces): line it up with its siblings"),
     # a forgotten colon (PyYAML blames the line after it)
     ("  tolerance: 0 ", "  tolerance 0 ",
-     "rules.yaml:57: YAML indentation: 'tolerance 0' is not 'key: value' like the lines beside "
-     "it: is a ':' (followed by a space) missing?"),
+     "rules.yaml:{tolerance}: YAML indentation: 'tolerance 0' is not 'key: value' like the "
+     "lines beside it: is a ':' (followed by a space) missing?"),
 ])
 def test_yaml_indentation_mistakes_are_said_plainly_on_the_right_line(old, new, expected):
     assert old in EXAMPLE_TEXT
     result = check_rules_text(EXAMPLE_TEXT.replace(old, new, 1), "rules.yaml")
-    assert [str(p) for p in result.errors] == [expected]
+    lines = {"approver": _line("  approver_field:"), "statuses": _line("  statuses:"),
+             "manager": _line("    decided_at: manager\n  - name: Vendor contracts"),
+             "spend": _line("  - name: Spend under 5k"), "tolerance": _line("  tolerance: 0 ")}
+    assert [str(p) for p in result.errors] == [expected.format(**lines)]
 
 
 def test_the_intent_template_cannot_use_the_intent_itself():

@@ -137,7 +137,7 @@ def test_demo_beside_a_running_serve_touches_neither_its_ledger_nor_its_redis(se
     # the same environment as the service: home, DATABASE_URL, secret
     demo = leaderleader({**env, "TMPDIR": str(scratch)}, "demo")
     assert demo.returncode == 0, demo.stderr
-    assert "4 approval wait(s) in the ledger (the demo's own, deleted after)" in demo.stdout
+    assert "10 approval wait(s) in the ledger (the demo's own, deleted after)" in demo.stdout
 
     assert waits_in(ledger) == ["PAY-101"]  # no sample ticket mixed into the configured ledger
     assert servers_of(home) == {redis_pid}

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from leaderleader.cli_rules import checked
 from leaderleader.cli_rules import rules as rules_group
 from rules.model import Rules, Verdict, utc_now
 from service.runtime import require_rules
@@ -126,16 +127,7 @@ def simulate(since: str | None, show_all: bool, candidate_file: Path | None) -> 
 
 def _candidate_or_exit(path: Path) -> Rules:
     """The candidate rules, or its problems (FILE:LINE: message) and one closing line."""
-    from rules.loader import check_rules
-
-    if not path.exists():
-        raise click.ClickException(f"{path}: no such file")
-    try:
-        result = check_rules(path)
-    except OSError as error:
-        raise click.ClickException(f"{path}: cannot read the file ({error.strerror})") from None
-    for problem in result.errors:
-        click.echo(str(problem), err=True)
+    result = checked(path)
     if result.rules is None:
         raise click.ClickException(
             f"{path}: {len(result.errors)} problem(s); the candidate rules were not accepted")

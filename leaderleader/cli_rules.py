@@ -10,10 +10,23 @@ import click
 
 from connector.shapes import is_issue_key
 from rules.engine import evaluate
-from rules.loader import check_rules
+from rules.loader import CheckResult, check_rules
 from rules.model import Rules, Ticket, Verdict
 from service.runtime import require_rules
 from service.settings import Settings
+
+
+def checked(file: Path) -> CheckResult:
+    """The file's check, its errors already printed (FILE:LINE: message, on stderr)."""
+    if not file.exists():
+        raise click.ClickException(f"{file}: no such file")
+    try:
+        result = check_rules(file)
+    except OSError as error:
+        raise click.ClickException(f"{file}: cannot read the file ({error.strerror})") from None
+    for problem in result.errors:
+        click.echo(f"{problem}", err=True)
+    return result
 
 
 @click.group()
@@ -33,14 +46,7 @@ def rules() -> None:
                    "against Jira itself (reads JIRA_URL and its credentials).")
 def check(file: Path, strict: bool, against_ledger: bool, against_jira: bool) -> None:
     """Validate a rules file: every problem as FILE:LINE: message; exit 1 if any error."""
-    if not file.exists():
-        raise click.ClickException(f"{file}: no such file")
-    try:
-        result = check_rules(file)
-    except OSError as error:
-        raise click.ClickException(f"{file}: cannot read the file ({error.strerror})") from None
-    for problem in result.errors:
-        click.echo(f"{problem}", err=True)
+    result = checked(file)
     for problem in result.warnings:
         click.echo(f"{problem.source}:{problem.line}: warning: {problem.message}", err=True)
     failed = bool(result.errors) or (strict and bool(result.warnings))

@@ -17,14 +17,14 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import case, extract, func, or_, select
+from sqlalchemy import Select, case, extract, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from ledger.models import ApprovalWait as W
-from ledger.models import TicketRecord
+from ledger.models import Intent, TicketRecord
 
 #: The waits a report's rows are finally grouped by, finest first: every breakdown is a
 #: roll-up of these four columns.
@@ -229,3 +229,23 @@ def window_conditions(
 def started_inside(window: Window, since: datetime) -> list[ColumnElement[bool]]:
     """Episodes in the window that started at ``since`` or later (the trend's waits)."""
     return [*window_conditions(window), W.started_at >= since]
+
+
+SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]
+
+
+def delegated_intents(query: SelectT, window: Window) -> SelectT:
+    """``query`` over the intents declared in ``[since, until)`` by someone other than the
+    wait's approver (the approver's own "I intend to approve" delegates nothing), in the
+    window's project and team: those of the intent's wait, else of its ticket."""
+    query = query.outerjoin(W, Intent.wait_id == W.id).where(Intent.by_approver.is_(False))
+    if window.since is not None:
+        query = query.where(Intent.declared_at >= window.since)
+    if window.until is not None:
+        query = query.where(Intent.declared_at < window.until)
+    if window.project:
+        query = query.outerjoin(TicketRecord, TicketRecord.key == Intent.issue_key).where(
+            func.coalesce(W.project, TicketRecord.project) == window.project)
+    if window.team:
+        query = query.where(W.team == window.team)
+    return query

@@ -36,9 +36,17 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
 from ledger.answers import ACKNOWLEDGED, OBJECTED, REOPENED, REVERTED
-from ledger.figures import Window, hours, monday_of, percentile, to_date, window_conditions
+from ledger.figures import (
+    Window,
+    delegated_intents,
+    hours,
+    monday_of,
+    percentile,
+    to_date,
+    window_conditions,
+)
 from ledger.models import ApprovalWait as W
-from ledger.models import Intent, TicketRecord
+from ledger.models import Intent
 from rules.model import Rules, proceed_on_date
 
 
@@ -161,16 +169,7 @@ def delegation(session: Session, window: Window, rules: Rules | None) -> list[di
 
 def intents_by(session: Session, window: Window, rules: Rules | None) -> dict[str, list[Any]]:
     """Intents declared in ``[since, until)`` per author level (from the rules) and per team."""
-    query = (select(Intent.author_handle, W.team).outerjoin(W, Intent.wait_id == W.id))
-    if window.since is not None:
-        query = query.where(Intent.declared_at >= window.since)
-    if window.until is not None:
-        query = query.where(Intent.declared_at < window.until)
-    if window.project:
-        query = query.outerjoin(TicketRecord, TicketRecord.key == Intent.issue_key).where(
-            func.coalesce(W.project, TicketRecord.project) == window.project)
-    if window.team:
-        query = query.where(W.team == window.team)
+    query = delegated_intents(select(Intent.author_handle, W.team), window)
     people = rules.people if rules else {}
     levels: Counter[str | None] = Counter()
     teams: Counter[str | None] = Counter()

@@ -54,12 +54,13 @@ from ledger.figures import (
     Dialect,
     Figures,
     Window,
+    delegated_intents,
     hours,
     monday_of,
     window_conditions,
 )
 from ledger.models import ApprovalWait as W
-from ledger.models import Intent, TicketRecord
+from ledger.models import Intent
 from ledger.people import display_names
 from ledger.suggest import suggestions
 from rules.model import Rules
@@ -165,23 +166,8 @@ def unmapped(
 
 
 def intents(session: Session, window: Window) -> int:
-    """Intents declared in ``[since, until)`` by someone other than the wait's approver.
-
-    Project and team come from their episode.
-    """
-    query = (select(func.count(Intent.id)).outerjoin(W, Intent.wait_id == W.id)
-             .where(Intent.by_approver.is_(False)))  # the approver's own is not delegated
-    if window.since is not None:
-        query = query.where(Intent.declared_at >= window.since)
-    if window.until is not None:
-        query = query.where(Intent.declared_at < window.until)
-    if window.project:
-        query = query.outerjoin(TicketRecord, TicketRecord.key == Intent.issue_key).where(
-            func.coalesce(W.project, TicketRecord.project) == window.project
-        )
-    if window.team:
-        query = query.where(W.team == window.team)
-    return int(session.scalar(query) or 0)
+    """Intents declared in ``[since, until)`` by someone other than the wait's approver."""
+    return int(session.scalar(delegated_intents(select(func.count(Intent.id)), window)) or 0)
 
 
 def bottleneck_report(

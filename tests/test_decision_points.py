@@ -12,7 +12,7 @@ from rules.engine import evaluate
 from rules.loader import load_rules
 from rules.model import Ticket
 from service.settings import EXAMPLE_RULES
-from tests.conftest import fixture_json, fixture_body, post_webhook, run_worker
+from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
 from tests.test_properties import State, _assign, _status, _story, _waits, statuses_rules
 from webhooks.extension import app_runtime
 

@@ -16,7 +16,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-
 #: the narrowest bar, in percent of the plot: a few pixels on a phone, so a small figure shows
 MIN_BAR = 2.0
 

@@ -12,8 +12,8 @@ import csv
 import hmac
 import io
 import logging
-from datetime import UTC, date, datetime, time
 from collections.abc import Callable
+from datetime import UTC, date, datetime, time
 from typing import Any
 from urllib.parse import quote
 

@@ -161,3 +161,16 @@ def test_openapi_describes_every_route(report_app: Flask) -> None:
     text = report_app.test_client().get("/openapi.json").get_data(as_text=True)
     for ref in {part.split('"')[0] for part in text.split("#/components/schemas/")[1:]}:
         assert ref in spec["components"]["schemas"], ref
+
+
+def test_the_nearest_competent_people_the_ledger_lists_are_shown_by_name(make_app: Any) -> None:
+    """The report lists every nearest competent person of a gap's waits (handles)."""
+    app = make_app(report_token=TOKEN)
+    report = loop_report()
+    report["competence_gaps"] = [{"rule": "Routine production deploy", "competence": "deploy",
+                                  "team": "payments", "episodes": 2,
+                                  "nearest_competent": ["alice", "carol"]}]
+    with app.test_request_context():
+        page = render_page(report, app_runtime(app).rules.get())
+    text = visible_text(page)
+    assert "Alice Ng (tech lead), Carol S (manager)" in text and "['alice'" not in text

@@ -105,6 +105,8 @@ class CommentPosted:
 
 @dataclass(frozen=True)
 class IssueDeleted:
+    """An issue deleted in Jira: its open wait ends there."""
+
     event: str
     at: datetime
     key: str
@@ -126,6 +128,8 @@ class LinkCreated:
 
 @dataclass(frozen=True)
 class Ignored:
+    """A known event we do nothing with: acknowledged, so Jira does not retry it."""
+
     event: str
     at: datetime
     reason: str

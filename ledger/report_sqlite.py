@@ -20,18 +20,8 @@ from sqlalchemy import DateTime, Integer, and_, case, cast, literal, literal_col
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from ledger.figures import (
-    FINEST,
-    FRACTIONS,
-    PICK,
-    Dialect,
-    Figures,
-    Found,
-    Window,
-    percentile,
-    to_date,
-    window_conditions,
-)
+from ledger.figures import FINEST, FRACTIONS, PICK, Dialect, Figures, Found, Window
+from ledger.figures import percentile, to_date, window_conditions
 from ledger.models import ApprovalWait as W
 
 

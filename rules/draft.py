@@ -94,6 +94,8 @@ def text(value: str) -> str:
 
 @dataclass(frozen=True)
 class DraftPerson:
+    """Someone seen in Jira, as the draft names them; the level is for a manager to fill in."""
+
     handle: str
     jira: str
     name: str

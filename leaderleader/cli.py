@@ -96,12 +96,17 @@ def serve(host: str, port: int, worker: bool) -> None:
     _check_port(host, port)
     if settings.redis_url is None and settings.production:
         redis_url(settings)  # production refuses the embedded Redis: says why
-    embedded = EmbeddedRedis.start(settings.home) if settings.redis_url is None else None
+    # A process manager stops us with SIGTERM, maybe while we are still starting: from the
+    # first child on, exit through the finally below, so the web server, the worker and
+    # the embedded Redis are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    embedded: EmbeddedRedis | None = None
     runtime: Runtime | None = None
     stop = threading.Event()
     threads: list[threading.Thread] = []
     web: subprocess.Popen[bytes] | None = None
     try:
+        embedded = EmbeddedRedis.start(settings.home) if settings.redis_url is None else None
         runtime = Runtime.build(settings, connection=embedded.connection if embedded else None)
         runtime.redis.ping()
         # The children share this home's Redis and the ledger migrated once, just above.
@@ -110,9 +115,6 @@ def serve(host: str, port: int, worker: bool) -> None:
         env.setdefault("WEB_CONCURRENCY", "2")
         mode = "dry-run" if runtime.dry_run() else f"posting to {settings.jira_url}"
         click.echo(f"leaderleader on http://{host}:{port} ({mode}; rules {settings.rules_file})")
-        # A process manager stops us with SIGTERM: exit through the finally below, so the
-        # web server, the worker and the embedded Redis are stopped too.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         web = subprocess.Popen([sys.executable, "-m", "gunicorn", "--config",
                                 "python:service.gunicorn_conf", "--bind", bind,

@@ -16,26 +16,27 @@ backoff) or PermanentJiraError (recorded as failed, never retried).
 
 from __future__ import annotations
 
-import html
 import json
 import random
 import re
-import ssl
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
-from urllib3.exceptions import NameResolutionError
 
-from connector.errors import JiraError, PermanentJiraError, TransientJiraError
+from connector.errors import (
+    JiraError,
+    PermanentJiraError,
+    TransientJiraError,
+    translate,
+    unreachable,
+)
 
 Deployment = Literal["cloud", "server"]
 PROPERTY_KEY = "leaderleader"
-_TRANSIENT = {408, 409, 425, 429, 500, 502, 503, 504}
 #: seconds to open a connection: a Jira that is there answers a SYN in well under a second
 CONNECT_TIMEOUT = 5.0
 #: keys in one ``key in (…)`` search: one page of Jira's search
@@ -45,35 +46,6 @@ KEYS_PER_SEARCH = 100
 def anchor_for(marker: str) -> str:
     """The marker as a wiki anchor name (letters, digits and dashes)."""
     return re.sub(r"[^A-Za-z0-9]+", "-", marker).strip("-")
-
-
-def _retry_after(response: Any) -> float | None:
-    try:
-        return float(response.headers.get("Retry-After"))
-    except (AttributeError, TypeError, ValueError):
-        return None
-
-
-def _one_line(text: str) -> str:
-    """An HTML error page (a proxy's, Tomcat's) or multi-line text as one short line."""
-    if "<" in text and ">" in text:
-        text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", text)
-        text = html.unescape(re.sub(r"<[^>]*>", " ", text))
-    return " ".join(text.split())[:300]
-
-
-def _reason(text: str | None) -> str:
-    """Jira's own error message, short and on one line (its bodies are JSON with errorMessages)."""
-    try:
-        data = json.loads(text or "")
-        messages = list(data.get("errorMessages") or []) + [
-            f"{k}: {v}" for k, v in (data.get("errors") or {}).items()
-        ]
-        if messages:
-            return _one_line("; ".join(str(m) for m in messages))
-    except (ValueError, AttributeError):
-        pass
-    return _one_line(text or "")
 
 
 class JiraConnector:
@@ -106,7 +78,7 @@ class JiraConnector:
                                     timeout=(min(CONNECT_TIMEOUT, self._timeout), self._timeout),
                                     **self._auth)
             except JIRAError as error:
-                raise self._translate(error, "connecting") from None
+                raise translate(error, "connecting") from None
             session = self._client._session
             session.max_retry_delay = self._max_retry_delay  # type: ignore[assignment]
             session.hooks["response"].append(self._count)
@@ -114,50 +86,6 @@ class JiraConnector:
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self.calls += 1
-
-    def _translate(self, error: Exception, doing: str) -> JiraError:
-        if isinstance(error, JIRAError):
-            status = error.status_code
-            response = getattr(error, "response", None)
-            reason = _reason(getattr(error, "text", None))
-            message = f"{doing}: Jira answered {status}" + (f" ({reason})" if reason else "")
-            if status is None or status in _TRANSIENT or status >= 500:
-                return TransientJiraError(message, status=status,
-                                          retry_after=_retry_after(response))
-            return PermanentJiraError(message, status=status, reason=reason or str(status))
-        if isinstance(error, (requests.ConnectionError, requests.Timeout)):
-            return TransientJiraError(f"{doing}: {type(error).__name__} reaching Jira")
-        return TransientJiraError(f"{doing}: {type(error).__name__}")
-
-    def _unreachable(self, error: requests.RequestException) -> TransientJiraError:
-        """Why no answer came from ``self.url``, in the words a person can act on."""
-        host = urlsplit(self.url).hostname or self.url
-        chain: list[BaseException] = []
-        cause: BaseException | None = error
-        while cause is not None and len(chain) < 10:
-            chain.append(cause)
-            reason = getattr(cause, "reason", None)
-            cause = reason if isinstance(reason, BaseException) else (
-                cause.__cause__ or cause.__context__)
-        text = " ".join(str(c) for c in chain)
-        if isinstance(error, requests.exceptions.SSLError):
-            tls = next((c for c in chain if isinstance(c, ssl.SSLError)), None)
-            why = f"TLS failed ({getattr(tls, 'reason', None) or type(error).__name__})"
-        elif isinstance(error, requests.exceptions.ConnectTimeout):
-            why = f"timed out after {min(CONNECT_TIMEOUT, self._timeout):g} s opening a connection"
-        elif isinstance(error, requests.Timeout):
-            why = f"connected, but no answer within {self._timeout:g} s"
-        elif any(isinstance(c, NameResolutionError) for c in chain) or re.search(
-                r"Name or service not known|nodename nor servname|getaddrinfo failed|"
-                r"Temporary failure in name resolution|No address associated", text):
-            why = f"DNS cannot resolve {host}"
-        elif any(isinstance(c, ConnectionRefusedError) for c in chain) or "refused" in text:
-            why = "connection refused"
-        elif re.search(r"RemoteDisconnected|Connection aborted|reset by peer", text):
-            why = "the server closed the connection without answering"
-        else:
-            why = type(error).__name__
-        return TransientJiraError(f"cannot reach Jira at {self.url} (JIRA_URL): {why}")
 
     def connect(self) -> dict[str, Any]:
         """Ask serverInfo (once per connector), without retries: no answer is said at once.
@@ -173,9 +101,9 @@ class JiraConnector:
         try:
             response = session.request("GET", f"{self.url}/rest/api/2/serverInfo")
         except requests.RequestException as error:
-            raise self._unreachable(error) from None
+            raise unreachable(error, self.url, min(CONNECT_TIMEOUT, self._timeout), self._timeout) from None
         except JIRAError as error:
-            raise self._translate(error, f"reading serverInfo from {self.url}") from None
+            raise translate(error, f"reading serverInfo from {self.url}") from None
         finally:
             session.max_retries = saved  # type: ignore[attr-defined]
         try:
@@ -191,7 +119,7 @@ class JiraConnector:
         try:
             response = self.session.request(method, f"{self.url}{path}", **kwargs)
         except (JIRAError, requests.RequestException) as error:
-            raise self._translate(error, doing) from None
+            raise translate(error, doing) from None
         if not response.content:
             return None
         try:

@@ -27,9 +27,9 @@ from connector.events import (
     IssueChanged,
     IssueDeleted,
     LinkCreated,
-    decode_body,
     parse_event,
 )
+from connector.payload import decode_body
 from connector.shapes import changelog_users, users_seen
 from jobs.comments import enqueue_comment
 from jobs.history import SAME_TRANSITION

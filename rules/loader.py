@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from rules.checks import Findings, RulesDocument, build_rules
+from rules.checks import build_rules
+from rules.document import Findings, RulesDocument
 from rules.model import INFORMATION, Rules
 from rules.schema import RulesIn, known_keys, model_at
 

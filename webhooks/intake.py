@@ -9,7 +9,8 @@ from typing import Any
 import redis
 from flask import Blueprint, jsonify, request
 
-from connector.events import Ignored, PayloadError, decode_body, parse_event
+from connector.events import Ignored, parse_event
+from connector.payload import PayloadError, decode_body
 from jobs.inbox import accept
 from rules.model import utc_now
 from service.metrics import count

@@ -9,10 +9,10 @@ Pass 2 (``_pick``) reads the waits of those buckets and returns the ones at the 
 ranks. The open waits (a few percent) have their own small query, their ages sorted by
 ``percentile_cont``.
 
-The sort-based queries (``sorted_breakdowns``, ``sorted_weekly``: one
-``percentile_cont`` per group) compute the same figures straightforwardly; they serve
-windows too small for the passes to pay, the fallback should the passes disagree, and
-the reference the test suite compares with. ``breakdowns`` chooses between them.
+The sort-based queries (``ledger.report_sorted``: one ``percentile_cont`` per group)
+compute the same figures straightforwardly; they serve windows too small for the passes
+to pay, the fallback should the passes disagree, and the reference the test suite
+compares with. ``breakdowns`` chooses between them.
 Windows and figures come from ``ledger.figures``.
 """
 
@@ -24,7 +24,6 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     BigInteger,
     Date,
     DateTime,
@@ -43,7 +42,6 @@ from sqlalchemy import (
     type_coerce,
     union_all,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from ledger.figures import (
@@ -61,17 +59,12 @@ from ledger.figures import (
 )
 from ledger.models import ApprovalWait as W
 from ledger.percentiles import Histogram, bucket
+from ledger.report_sorted import GROUPING_BITS, grouping_sets, sorted_breakdowns, sorted_weekly
 
 log = logging.getLogger("leaderleader.report")
 
 #: Memory for the sort-based queries: the waits of years of history sort in memory.
 REPORT_WORK_MEM = "128MB"
-#: GROUPING(approver, approver_level, team, decision_rule) of each breakdown's rows:
-#: a bit is set for every column the row is *not* grouped by.
-_GROUPING_BITS = {"summary": 0b1111, "by_approver": 0b0011, "by_level": 0b1011,
-                  "by_team": 0b1101, "by_rule": 0b1110}
-
-
 def tune_postgres(session: Session) -> None:
     """For this transaction: one snapshot for every query, sorts in memory, no JIT.
 
@@ -80,84 +73,6 @@ def tune_postgres(session: Session) -> None:
     session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
     session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
     session.execute(text("SET LOCAL jit = off"))
-
-
-def _percentiles(expression: Any, label: str) -> Any:
-    fractions = postgresql.array([literal(f) for f in FRACTIONS])
-    return (func.percentile_cont(fractions, type_=ARRAY(Float))
-            .within_group(expression).label(label))
-
-
-def _ages(sql: Dialect, now: datetime) -> Any:
-    return case((W.ended_at.is_(None), sql.seconds(W.started_at, literal(now, DateTime()))))
-
-
-def _aggregates(sql: Dialect, now: datetime) -> list[Any]:
-    """GROUP BY aggregates with median and p90 of the waits and of the open waits' ages."""
-    wait, age = sql.wait(), _ages(sql, now)
-    return [
-        func.count().label("episodes"),
-        func.count(case((W.flagged.is_(True), 1))).label("flagged"),
-        func.count(W.ended_at).label("ended"),
-        func.count(case((and_(W.first_intent_at.is_not(None), W.ended_at.is_not(None)), 1)))
-        .label("ended_after_intent"),
-        func.sum(wait).label("total"),
-        func.sum(age).label("open_total"),
-        func.max(age).label("open_max"),
-        _percentiles(wait, "percentiles"),  # one sort of the waits serves both fractions
-        _percentiles(age, "open_percentiles"),
-    ]
-
-
-def _figures(row: Any) -> Figures:
-    """Figures from one aggregate row of ``_aggregates``."""
-    return Figures.from_seconds(
-        episodes=row.episodes, flagged=row.flagged, ended=row.ended,
-        ended_after_intent=row.ended_after_intent, total=row.total, waits=row.percentiles,
-        open_total=row.open_total, open_max=row.open_max, open_ages=row.open_percentiles,
-    )
-
-
-def _grouping_sets(
-    session: Session, window: Window, now: datetime, *extra: Any
-) -> dict[str, list[tuple[tuple[Any, ...], Any]]]:
-    """Every breakdown's ``_aggregates`` rows (by key) in one GROUPING SETS query
-    (``extra``: filters)."""
-    sets = [tuple_(*keys) if keys else tuple_() for keys in DIMENSIONS.values()]
-    query = (
-        select(*FINEST, func.grouping(*FINEST).label("grouping"),
-               *_aggregates(Dialect(session), now))
-        .where(*window_conditions(window), *extra)
-        .group_by(func.grouping_sets(*sets))
-    )
-    position = {column.key: index for index, column in enumerate(FINEST)}
-    by_bits = {bits: name for name, bits in _GROUPING_BITS.items()}
-    found: dict[str, list[tuple[tuple[Any, ...], Any]]] = {name: [] for name in DIMENSIONS}
-    for row in session.execute(query):
-        name = by_bits.get(row.grouping)
-        if name is None or not row.episodes:
-            continue
-        key = tuple(row[position[column.key]] for column in DIMENSIONS[name])
-        found[name].append((key, row))
-    return found
-
-
-def sorted_breakdowns(session: Session, window: Window, now: datetime) -> Found:
-    """Every breakdown, each group's waits sorted by ``percentile_cont`` (the reference)."""
-    return {name: [(key, _figures(row)) for key, row in rows]
-            for name, rows in _grouping_sets(session, window, now).items()}
-
-
-def sorted_weekly(
-    session: Session, window: Window, now: datetime, trend_since: datetime
-) -> dict[date, Figures]:
-    """Figures per ISO week (its Monday) of the waits in the window that started since
-    ``trend_since``."""
-    sql = Dialect(session)
-    week = sql.week_start().label("week_start")
-    query = (select(week, *_aggregates(sql, now))
-             .where(*started_inside(window, trend_since)).group_by(week))
-    return {to_date(row.week_start): _figures(row) for row in session.execute(query)}
 
 
 class _Group:
@@ -171,7 +86,7 @@ class _Group:
         self.waits = Histogram(count=row.n)
 
     def figures(self, open_waits: Any = None) -> Figures:
-        """With the group's ``_aggregates`` row over its open waits, if it has any."""
+        """With the group's ``aggregates`` row over its open waits, if it has any."""
         return Figures.from_seconds(
             episodes=self.episodes, flagged=self.flagged, ended=self.ended,
             ended_after_intent=self.after_intent, total=self.total,
@@ -244,7 +159,7 @@ def _count(
     holds = [and_(cast(w.before, Float) <= rank, rank < cast(w.before + w.waits, Float))
              for position in positions for rank in (func.floor(position), func.ceil(position))]
     query = select(windowed).where(or_(w.first == 1, and_(w.bucket.is_not(None), or_(*holds))))
-    by_bits = {bits: name for name, bits in _GROUPING_BITS.items()}
+    by_bits = {bits: name for name, bits in GROUPING_BITS.items()}
     groups: dict[tuple[Any, ...], _Group] = {}
     for row in session.execute(query):
         if row.grouping == -1:
@@ -383,7 +298,7 @@ def two_pass(
     if not _pick(session, window, trend_since, groups):
         log.warning("report.percentiles.mismatch")
         return None
-    opened = _grouping_sets(session, window, now, W.ended_at.is_(None))
+    opened = grouping_sets(session, window, now, W.ended_at.is_(None))
     open_by_key = {(name, *key): figures for name, rows in opened.items() for key, figures in rows}
     found: Found = {name: [] for name in DIMENSIONS}
     weeks: dict[date, Figures] = {}

@@ -27,6 +27,7 @@ from jobs.inbox import backlog, drain_inbox, inbox_key
 from ledger.models import ApprovalWait, Comment, Delivery
 from service.runtime import current_runtime
 from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
+from tests.test_faults import _worker_env as faults_worker_env
 from webhooks.extension import app_runtime
 
 DEPLOY = "issue_updated__cloud_deploy_handed_to_director"
@@ -141,15 +142,8 @@ def test_a_quote_of_our_anchor_or_another_waits_marker_is_not_our_comment(make_a
 
 
 def _worker_env(settings, redis_url: str, fake_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JIRA_", "DATABASE_", "REDIS_"))}
-    env.update(
-        DATABASE_URL=settings.effective_database_url, REDIS_URL=redis_url, JIRA_URL=fake_url,
-        JIRA_USER="bot@acme.example", JIRA_API_TOKEN="t0ken-value",
-        LEADERLEADER_QUEUE=settings.queue_name, LEADERLEADER_HOME=str(settings.home),
-        LEADERLEADER_RETRY_INTERVALS="0,0,0", LEADERLEADER_MIGRATE_ON_START="false",
-        PYTHONPATH=str(ROOT),
-    )
-    return env
+    return faults_worker_env(settings, redis_url, fake_url, LEADERLEADER_MIGRATE_ON_START="false",
+                             LEADERLEADER_COMMENT_LOCK_SECONDS="120")
 
 
 def _redis_url(redis_conn: redis.Redis) -> str:

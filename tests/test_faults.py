@@ -87,7 +87,8 @@ def test_redis_outage_answers_503_and_loses_nothing(settings, fake_jira, tmp_pat
         runtime.engine.dispose()
 
 
-def _worker_env(settings, redis_url: str, fake_url: str) -> dict[str, str]:
+def _worker_env(settings, redis_url: str, fake_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a worker process on the test's ledger, queue and fake Jira."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JIRA_", "DATABASE_", "REDIS_"))}
     env.update(
         DATABASE_URL=settings.effective_database_url, REDIS_URL=redis_url, JIRA_URL=fake_url,
@@ -96,6 +97,7 @@ def _worker_env(settings, redis_url: str, fake_url: str) -> dict[str, str]:
         LEADERLEADER_RETRY_INTERVALS="0,0,0", LEADERLEADER_COMMENT_LOCK_SECONDS="2",
         PYTHONPATH=str(ROOT),
     )
+    env.update(extra)
     return env
 
 

@@ -42,11 +42,9 @@ def backfill(jql: str, since: str | None, page_size: int) -> None:
     from connector.errors import JiraError
     from jobs.history import backfill as run_backfill
     from jobs.history import parse_since, since_clause, user_resolver
-    from service.runtime import jira_connector
+    from leaderleader.lookups import reach_jira
 
     settings = Settings.from_env()
-    if not settings.jira_url:
-        raise click.ClickException("backfill needs JIRA_URL (and credentials) to read from Jira")
     if since is not None:
         try:
             parse_since(since)
@@ -55,9 +53,8 @@ def backfill(jql: str, since: str | None, page_size: int) -> None:
     rules = require_rules(settings)
     clause = since_clause(since)
     query = f"({jql}) AND {clause}" if clause else jql
-    jira = jira_connector(settings)
+    jira = reach_jira(settings, "backfill")
     counts = None
-    jira.connect()  # a wrong or unreachable JIRA_URL is said now, in one line
     try:
         with _sessions(settings) as sessions:
             issues = jira.search_issues(f"{query} ORDER BY created ASC", page_size=page_size)

@@ -7,17 +7,14 @@ import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from leaderleader.cli_history import _sessions
+from leaderleader.lookups import reach_jira
 from ledger.activity import STATES
 from rules.model import utc_now
 from service.settings import Settings
-
-if TYPE_CHECKING:
-    from connector.client import JiraConnector
 
 
 def parse_when(option: str, value: str) -> datetime:
@@ -81,17 +78,6 @@ def comments(since: str | None, state: str | None, key: str | None, limit: int |
     click.echo(f"{len(rows)} comment(s)" + (f": {described}" if described else ""))
 
 
-def _jira_or_exit(command: str) -> JiraConnector:
-    from service.runtime import jira_connector
-
-    settings = Settings.from_env()
-    if not settings.jira_url:
-        raise click.ClickException(f"{command} needs JIRA_URL (and credentials) to read from Jira")
-    jira = jira_connector(settings)
-    jira.connect()  # a wrong or unreachable JIRA_URL is said now, in one line
-    return jira
-
-
 def _write(out: Path | None, text: str, force: bool) -> None:
     """To ``out`` (never over an existing file without --force), or to stdout."""
     if out is None:
@@ -127,7 +113,7 @@ def rules_init(jql: str, out: Path | None, force: bool, max_tickets: int) -> Non
     from rules.draft import PLACEHOLDER, draft_rules
 
     _refuse_existing(out, force)
-    jira = _jira_or_exit("rules init")
+    jira = reach_jira(Settings.from_env(), "rules init")
     try:
         found = survey(jira, jql, max_tickets=max_tickets)
     except JiraError as error:
@@ -176,7 +162,7 @@ def import_people(csv_file: Path, level_specs: tuple[str, ...], out: Path | None
         raise click.ClickException(str(error)) from None
     if not rows:
         raise click.ClickException(f"{csv_file}:2: no people in the file (only a header)")
-    jira = _jira_or_exit("import-people")
+    jira = reach_jira(Settings.from_env(), "import-people")
     resolved: dict[str, str] = {}
     missing = 0
     try:

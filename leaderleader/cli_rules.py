@@ -96,15 +96,10 @@ def _against_ledger(file: Path, current: Rules) -> tuple[list[str], list[str]]:
 
 def _against_jira(file: Path, current: Rules) -> list[str]:
     from connector.errors import JiraError
-    from leaderleader.lookups import jira_findings
-    from service.runtime import jira_connector
+    from leaderleader.lookups import jira_findings, reach_jira
 
-    settings = Settings.from_env()
-    if not settings.jira_url:
-        raise click.ClickException("--against-jira needs JIRA_URL (and credentials)")
     try:
-        jira = jira_connector(settings)
-        jira.connect()  # a wrong or unreachable JIRA_URL is said now, in one line
+        jira = reach_jira(Settings.from_env(), "--against-jira")
         findings = jira_findings(jira, current)
     except JiraError as error:
         raise click.ClickException(f"cannot check against Jira: {error}") from None
@@ -189,11 +184,10 @@ def _ticket_from_jira(settings: Settings, rules_: Rules, key: str) -> tuple[Tick
     from connector.history import approval_episodes
     from connector.shapes import ticket_from_issue, users_seen
     from jobs.history import user_resolver
-    from service.runtime import jira_connector
+    from leaderleader.lookups import reach_jira
 
-    jira = jira_connector(settings)
     try:
-        jira.connect()  # a wrong or unreachable JIRA_URL is said now, in one line
+        jira = reach_jira(settings, "rules explain")
         issue = jira.fetch_issue(key)
         episodes = approval_episodes(issue, rules_)
         before = episodes[-1].assignee_before if episodes and episodes[-1].ended_at is None else None

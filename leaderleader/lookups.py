@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from sqlalchemy import Engine, make_url, select
@@ -22,6 +22,9 @@ from ledger.models import ApprovalWait, StatusChange, TicketRecord
 from ledger.people import display_names
 from rules.model import Rules, Ticket
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from connector.client import JiraConnector
 
 
 @contextmanager
@@ -48,6 +51,22 @@ def ledger_engine(settings: Settings, instead: str = "") -> Engine:
             f"service's ledger{instead}"
         )
     return make_engine(url)
+
+
+def reach_jira(settings: Settings, command: str) -> JiraConnector:
+    """A connector that has already reached Jira, for a command that reads from it.
+
+    Connecting first means a missing, wrong or unreachable ``JIRA_URL`` is said at once,
+    in one line, instead of after the command has read the ledger or after the
+    ``jira`` library's own retries on the command's first real call.
+    """
+    from service.runtime import jira_connector
+
+    if not settings.jira_url:
+        raise click.ClickException(f"{command} needs JIRA_URL (and credentials) to read from Jira")
+    jira = jira_connector(settings)
+    jira.connect()
+    return jira
 
 
 def _reason(error: Exception) -> str:

@@ -1,4 +1,5 @@
-"""``python -m bench [intake|worker|report|backfill|latency|reconcile|all]``: figures as ratios, into bench/results/."""
+"""``python -m bench [intake|worker|report|backfill|latency|reconcile|all] [--sizes 100k,1M]``:
+figures as ratios, into bench/results/ (``--sizes`` is the report's)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    names = argv or ["all"]
+    options = argv[next((i for i, a in enumerate(argv) if a.startswith("--")), len(argv)):]
+    names = argv[:len(argv) - len(options)] or ["all"]
     order = ["intake", "worker", "latency", "backfill", "report", "reconcile"]
     chosen = order if names == ["all"] else names
     unknown = [n for n in chosen if n not in order]
@@ -15,7 +17,11 @@ def main(argv: list[str]) -> int:
         return 2
     for name in chosen:
         module = __import__(f"bench.{name}", fromlist=["run"])
-        module.run()
+        # options (``report --sizes 100k,1M``) go to the benchmarks that take them
+        if options and name == "report":
+            module.run(options)
+        else:
+            module.run()
     return 0
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -112,6 +113,13 @@ class ApprovalWait(Base):
         Index("ix_waits_project_started", "project", "started_at"),
         Index("ix_waits_team_started", "team", "started_at"),
         Index("ix_waits_open_started", "ended_at", "started_at"),
+        # the report's second percentile pass, its intents and its competence gaps
+        Index("ix_waits_wait", "wait_seconds"),
+        Index("ix_waits_intent", "first_intent_at",
+              postgresql_where=text("first_intent_at IS NOT NULL"),
+              sqlite_where=text("first_intent_at IS NOT NULL")),
+        Index("ix_waits_gap", "started_at", postgresql_where=text("competence_gap IS TRUE"),
+              sqlite_where=text("competence_gap IS TRUE")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -43,6 +43,26 @@ def bucket(wait: ColumnElement[Any]) -> ColumnElement[int]:
     return cast(func.floor(func.least(root * SCALE, float(LAST_BUCKET))), Integer)
 
 
+def wait_ranges(numbers: Iterable[int]) -> list[tuple[float | None, float | None]]:
+    """Ranges of the stored wait (seconds) that hold every wait of these buckets, a little
+    wider than the buckets, adjacent buckets merged; None is an open end.
+
+    They let an index on ``wait_seconds`` find the few waits pass 2 reads; the bucket
+    itself is still checked exactly on every wait they return.
+    """
+    ranges: list[tuple[float | None, float | None]] = []
+    previous = None
+    for number in sorted(set(numbers)):
+        low = None if number == 0 else (number / SCALE) ** 2 * 0.999 - 1.0
+        high = None if number >= LAST_BUCKET else ((number + 1) / SCALE) ** 2 * 1.001 + 1.0
+        if previous is not None and number == previous + 1:
+            ranges[-1] = (ranges[-1][0], high)
+        else:
+            ranges.append((low, high))
+        previous = number
+    return ranges
+
+
 def ranks(count: int, fractions: Sequence[float] = FRACTIONS) -> set[int]:
     """The 0-based ranks ``percentile_cont`` reads: floor and ceil of ``f * (count - 1)``."""
     wanted: set[int] = set()

@@ -43,7 +43,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, cast, func, select, true
+from sqlalchemy import JSON, Text, cast, func, literal_column, select, true
 from sqlalchemy.orm import Session
 
 from ledger import loop, report_postgres, report_sqlite
@@ -140,29 +140,37 @@ def unmapped(
 ) -> list[dict[str, Any]]:
     """Jira ids recorded as missing from the rules file (and still missing), with counts.
 
-    The JSON lists are unnested and counted by the database: one row per Jira id comes back.
+    The waits are grouped by their list as written (a few distinct lists among many
+    waits), and only those lists are unnested by the database; an id twice in one
+    list counts its wait once.
     """
     postgres = Dialect(session).postgres
-    unnest = func.json_array_elements_text if postgres else func.json_each
-    element = unnest(W.unmapped).table_valued("value")
+    written = cast(W.unmapped, Text)
     # most episodes have an empty list: a text comparison skips them before any JSON parsing
-    conditions = [cast(W.unmapped, Text) != "[]", *window_conditions(window)]
+    lists = (select(written.label("list"), func.count().label("episodes"),
+                    func.max(W.started_at).label("last_seen"))
+             .where(written != literal_column("'[]'"), *window_conditions(window))
+             .group_by(written).subquery("lists"))
+    as_json = cast(lists.c.list, JSON) if postgres else lists.c.list
+    unnest = func.json_array_elements_text if postgres else func.json_each
+    element = unnest(as_json).table_valued("value")
+    query = select(lists.c.list, element.c.value, lists.c.episodes, lists.c.last_seen).join(
+        element, true())
     if postgres:  # unnesting a JSON scalar is an error there; SQLite yields it as one value
-        conditions.append(func.json_typeof(W.unmapped) == "array")
-    query = (
-        select(element.c.value, func.count(W.id.distinct()).label("episodes"),
-               func.max(W.started_at).label("last_seen"))
-        .select_from(W)
-        .join(element, true())
-        .where(*conditions)
-        .group_by(element.c.value)
-    )
-    rows = [(str(row.value), row.episodes, row.last_seen) for row in session.execute(query)
-            if row.value and str(row.value) not in known_jira_ids]
-    names = display_names(session, [row[0] for row in rows])
+        query = query.where(func.json_typeof(as_json) == "array")
+    counted: set[tuple[str, str]] = set()
+    found: dict[str, tuple[int, Any]] = {}
+    for row in session.execute(query):
+        value = str(row.value) if row.value is not None else ""
+        if not value or value in known_jira_ids or (row.list, value) in counted:
+            continue
+        counted.add((row.list, value))
+        episodes, last = found.get(value, (0, row.last_seen))
+        found[value] = (episodes + row.episodes, max(last, row.last_seen))
+    names = display_names(session, list(found))
     return [{"jira_id": jira_id, "name": names.get(jira_id), "episodes": count,
              "last_seen": to_datetime(last).isoformat()}
-            for jira_id, count, last in sorted(rows, key=lambda item: (-item[1], item[0]))]
+            for jira_id, (count, last) in sorted(found.items(), key=lambda i: (-i[1][0], i[0]))]
 
 
 def intents(session: Session, window: Window) -> int:

@@ -58,7 +58,7 @@ from ledger.figures import (
     window_conditions,
 )
 from ledger.models import ApprovalWait as W
-from ledger.percentiles import Histogram, bucket
+from ledger.percentiles import Histogram, bucket, wait_ranges
 from ledger.report_sorted import GROUPING_BITS, grouping_sets, sorted_breakdowns, sorted_weekly
 
 log = logging.getLogger("leaderleader.report")
@@ -196,6 +196,17 @@ def _cell(wanted: tuple[Any, ...]) -> int:
     return wanted[-2] + _KINDS.index(wanted[0]) * _SHIFT
 
 
+def _stored_in(numbers: set[int]) -> Any:
+    """The waits whose stored duration may lie in these buckets, or that have none stored
+    (the ended ones fall back to their bounds): a range scan of ``ix_waits_wait``."""
+    ranges = []
+    for low, high in wait_ranges(numbers):
+        bounds = [c for c in (low is not None and W.wait_seconds >= low,
+                              high is not None and W.wait_seconds <= high) if c is not False]
+        ranges.append(and_(*bounds) if bounds else W.wait_seconds.is_not(None))
+    return or_(W.wait_seconds.is_(None), *ranges)
+
+
 def _pick(
     session: Session, window: Window, trend_since: datetime,
     groups: dict[tuple[Any, ...], _Group],
@@ -231,6 +242,7 @@ def _pick(
         select(*FINEST, week.label("week"), in_bucket.label("bucket"), wait.label("wait"),
                code.label("code"))
         .where(*window_conditions(window), wait.is_not(None),
+               _stored_in(combined | buckets["week"]),
                or_(in_bucket.in_(sorted(combined)),
                    and_(in_bucket.in_(sorted(buckets["week"])), code.in_(sorted(week_codes)))))
         .cte("cand")

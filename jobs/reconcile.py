@@ -188,6 +188,7 @@ def _close_ended(session: Session, rules: Rules, answers: dict[str, dict[str, An
 
     The open waits of the whole batch, with their tickets, come in one query (not two
     per ticket): a round that finds many waits ended costs statements per wait closed only.
+    They are closed in ticket key order, the order a drain batch takes tickets in.
     """
     if not answers:
         return 0

@@ -7,6 +7,9 @@ import os
 import platform
 import socket
 import statistics
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,3 +75,27 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
+
+
+@contextmanager
+def scratch_postgres(prefix: str) -> Iterator[str | None]:
+    """A PostgreSQL database of its own for one benchmark, dropped after; None without a server.
+
+    Created on ``BENCH_POSTGRES`` (an admin URL, default the local server); yields the
+    database's URL for psycopg 3.
+    """
+    import psycopg
+
+    admin = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"{prefix}_{uuid.uuid4().hex[:6]}"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error:
+        yield None
+        return
+    try:
+        yield f"{admin.rsplit('/', 1)[0]}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -142,6 +142,7 @@ def reconcile(runtime: Runtime) -> Reconciled:
         result.still_waiting = len(open_keys) - len(to_ask)
         for batch in _batches(to_ask):
             found = {str(i.get("key")): i for i in jira.issues_by_keys(batch, _fields(rules))}
+            ended: dict[str, dict[str, Any]] = {}
             for key in batch:
                 answer = found.get(key)
                 if answer is None:
@@ -149,7 +150,8 @@ def reconcile(runtime: Runtime) -> Reconciled:
                 elif ticket_waits(rules, ticket_from_issue(answer)):
                     result.still_waiting += 1
                 else:
-                    result.closed += _close_ended(session, rules, key, answer, now)
+                    ended[key] = answer
+            result.closed += _close_ended(session, rules, ended, now)
             session.commit()
         result.keys = len(set(open_keys) | waiting_now)
     result.jira_calls = jira.calls - calls
@@ -180,16 +182,24 @@ def _waiting_in_jira(jira: JiraConnector, rules: Rules, jql: str) -> set[str]:
     return waiting
 
 
-def _close_ended(session: Session, rules: Rules, key: str, issue: dict[str, Any], now: datetime) -> int:
-    """Close the ticket's open waits at the exit the changelog shows (else now); how many."""
-    ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == key))
-    if ticket is None:
+def _close_ended(session: Session, rules: Rules, answers: dict[str, dict[str, Any]],
+                 now: datetime) -> int:
+    """Close these tickets' open waits at the exit each changelog shows (else now); how many.
+
+    The open waits of the whole batch, with their tickets, come in one query (not two
+    per ticket): a round that finds many waits ended costs statements per wait closed only.
+    They are closed in ticket key order, the order a drain batch takes tickets in.
+    """
+    if not answers:
         return 0
-    status = (issue.get("fields") or {}).get("status") or {}
+    rows = session.execute(
+        select(ApprovalWait, TicketRecord).join(TicketRecord)
+        .where(TicketRecord.key.in_(list(answers)), ApprovalWait.ended_at.is_(None))
+        .order_by(TicketRecord.key, ApprovalWait.started_at)).all()
     closed = 0
-    waits = session.scalars(select(ApprovalWait).where(
-        ApprovalWait.ticket_id == ticket.id, ApprovalWait.ended_at.is_(None)))
-    for wait in waits:
+    for wait, ticket in rows:
+        issue = answers[ticket.key]
+        status = (issue.get("fields") or {}).get("status") or {}
         seen = left_approval_at(issue, rules, wait.started_at)
         at = seen or max(now, wait.started_at)
         when = "its changelog's time" if seen else "the time of the round"

@@ -122,6 +122,7 @@ class FakeJira:
         self._lock = threading.Lock()
         self.requests: list[tuple[str, str]] = []
         self.jqls: list[str] = []  # the JQL of every search, as sent
+        self._searches: dict[str, list[str]] = {}  # a Cloud search's keys, for its later pages
         self.posted_at: dict[str, float] = {}  # comment id -> when it was stored (epoch s)
         self.url = ""
         self._server: Any = None
@@ -288,33 +289,36 @@ class FakeJira:
         jql = str(args.get("jql") or "")
         self.jqls.append(jql)
         limit = min(int(args.get("maxResults") or 50), SEARCH_PAGE_LIMIT)
-        keys = sorted(self.issues, key=lambda k: (k.rsplit("-", 1)[0], int(k.rsplit("-", 1)[1])))
-        project = re.search(r"project\s*=\s*\"?(\w+)", jql, re.IGNORECASE)
-        if project:
-            keys = [k for k in keys if k.startswith(project.group(1).upper() + "-")]
-        keys, unknown = self._jql_in_clauses(jql, keys)
-        wrong = [v for v in self._jql_list(jql, "status") or []
-                 if self.known_statuses is not None and v.lower() not in self.known_statuses]
-        if wrong:
-            return _error(400, f"The value '{wrong[0]}' does not exist for the field 'status'.")
-        if unknown and str(args.get("validateQuery") or "").lower() != "warn":
-            return _error(400, f"An issue with key '{unknown[0]}' does not exist for field 'key'.")
-        expand = str(args.get("expand") or "")
-        if cloud:
-            start = int(args.get("nextPageToken") or 0)
+        token = str(args.get("nextPageToken") or "") if cloud else ""
+        if token:  # a later page of a Cloud search: the keys its first page found
+            snapshot, _, start_at = token.partition(":")
+            if snapshot not in self._searches:
+                return _error(400, "The nextPageToken is invalid or has expired.")
+            keys, start = self._searches[snapshot], int(start_at or 0)
         else:
-            start = int(args.get("startAt") or 0)
-        page = [self._issue_json(k, expand) for k in keys[start:start + limit]]
+            keys, unknown = self._matching(jql)
+            wrong = [v for v in self._jql_list(jql, "status") or []
+                     if self.known_statuses is not None and v.lower() not in self.known_statuses]
+            if wrong:
+                return _error(400, f"The value '{wrong[0]}' does not exist for the field 'status'.")
+            if unknown and str(args.get("validateQuery") or "").lower() != "warn":
+                return _error(400, f"An issue with key '{unknown[0]}' does not exist for field 'key'.")
+            start = 0 if cloud else int(args.get("startAt") or 0)
+            snapshot = str(next(self._ids))
+            if cloud:
+                self._searches[snapshot] = keys
+        expand = str(args.get("expand") or "")
+        page = [self._issue_json(k, expand) for k in keys[start:start + limit] if k in self.issues]
         body: dict[str, Any] = {"issues": page}
         if cloud:
             if start + limit < len(keys):
-                body["nextPageToken"] = str(start + limit)
+                body["nextPageToken"] = f"{snapshot}:{start + limit}"
             body["isLast"] = start + limit >= len(keys)
         else:
             body.update(startAt=start, maxResults=limit, total=len(keys))
         return jsonify(body)
 
-    # -- JQL ``key in (…)``, ``status in (…)``, ``project in (…)`` ------------------------
+    # -- JQL: ``project =``, ``key in (…)``, ``status in (…)``, ``project in (…)`` -----------
     @staticmethod
     def _jql_list(jql: str, field: str) -> list[str] | None:
         match = re.search(rf"\b{field}\s+in\s*\(([^)]*)\)", jql, re.IGNORECASE)
@@ -322,21 +326,37 @@ class FakeJira:
             return None
         return [v.strip().strip('"').strip("'") for v in match.group(1).split(",") if v.strip()]
 
-    def _jql_in_clauses(self, jql: str, keys: list[str]) -> tuple[list[str], list[str]]:
-        """Keys that pass the ``in`` clauses, and the asked-for keys Jira does not have."""
+    def _matching(self, jql: str) -> tuple[list[str], list[str]]:
+        """The keys the JQL selects, in key order, and the asked-for keys Jira does not have.
+
+        Linear in the issues (a ``key in`` clause: in the keys named), so a search over
+        many issues measures the client, not this fake.
+        """
         unknown: list[str] = []
         wanted = self._jql_list(jql, "key")
         if wanted is not None:
             unknown = [k for k in wanted if k not in self.issues]
-            keys = [k for k in keys if k in set(wanted)]
+            keys = [k for k in dict.fromkeys(wanted) if k in self.issues]
+        else:
+            keys = list(self.issues)
+        keys.sort(key=lambda k: (k.rsplit("-", 1)[0], int(k.rsplit("-", 1)[1])))
+        project = re.search(r"project\s*=\s*\"?(\w+)", jql, re.IGNORECASE)
+        if project:
+            keys = [k for k in keys if k.startswith(project.group(1).upper() + "-")]
         statuses = self._jql_list(jql, "status")
         if statuses is not None:
             lowered = {v.lower() for v in statuses}
-            keys = [k for k in keys if {str((self.issues[k]["fields"].get("status") or {}).get(a) or "").lower()
-                                        for a in ("name", "id")} & lowered]
+
+            def in_status(key: str) -> bool:
+                status = self.issues[key]["fields"].get("status") or {}
+                return (str(status.get("name") or "").lower() in lowered
+                        or str(status.get("id") or "").lower() in lowered)
+
+            keys = [k for k in keys if in_status(k)]
         projects = self._jql_list(jql, "project")
         if projects is not None:
-            keys = [k for k in keys if k.rsplit("-", 1)[0] in {p.upper() for p in projects}]
+            upper = {p.upper() for p in projects}
+            keys = [k for k in keys if k.rsplit("-", 1)[0] in upper]
         return keys, unknown
 
     def _build(self) -> Flask:

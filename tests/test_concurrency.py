@@ -6,6 +6,10 @@ the waits, the intents (and which wait each belongs to) and the comments made mu
 out exactly as a single worker in delivery order makes them, with no delivery set aside
 as failed. (A comment's final state may differ: a job that runs after the intent or the
 exit is known rightly skips.)
+
+Below it, the lock order itself: two batches that take the same new rows in opposite
+orders deadlock on PostgreSQL every time, so the drain applies a batch ticket by ticket
+and records people in one order, writing them only when something changed.
 """
 
 from __future__ import annotations
@@ -15,13 +19,19 @@ import os
 import random
 import subprocess
 import sys
+import threading
+import time
 from typing import Any
 
+import pytest
 import redis
-from sqlalchemy import select
+from sqlalchemy import event, func, select, text
 
+from connector.shapes import users_seen
+from jobs.inbox import _process, decode, encode, inbox_key
 from jobs.outstanding import outstanding
-from ledger.models import ApprovalWait, Base, Comment, Intent
+from ledger.models import ApprovalWait, Base, Comment, Delivery, Intent, JiraUser, TicketRecord
+from rules.model import utc_now
 from tests.conftest import fixture_json, post_webhook, run_worker
 from tests.test_faults import ROOT, _worker_env
 from webhooks.extension import app_runtime
@@ -107,3 +117,152 @@ def test_two_workers_on_shuffled_deliveries_make_the_ledger_one_worker_makes(mak
     assert len(calm["comments"]) == TICKETS // 2, calm  # the waiting ones, one flag comment each
     assert all(attached for *_, attached in calm["intents"])
     assert raced == calm
+
+
+# -- two batches at once, in one process: the lock order itself ----------------------------
+#
+# Two drain batches (``jobs.inbox._process``: one transaction, a savepoint per delivery)
+# run in two threads on two connections. The first batch starts alone; the second starts
+# once the first has inserted its first contested row (a new ticket, a new Jira user), and
+# each is held after that first insert until the other has made its own, has finished, or
+# is blocked on a lock (PostgreSQL's ``pg_blocking_pids``). Taking the rows in opposite
+# orders then deadlocks on PostgreSQL, every time; in one order the second batch simply
+# waits for the first. SQLite locks the whole database, so there the second batch waits
+# anyway, and what is checked is the order the first batch takes the rows in.
+
+HELD_AT_MOST = 10.0  # seconds a batch is held waiting for the other (PostgreSQL)
+HELD_ON_SQLITE = 0.5  # the other batch cannot insert while this one writes: a short hold
+
+
+class _Race:
+    """Two batches applied at once, each held after its first insert into ``table``."""
+
+    def __init__(self, runtime: Any, table: str, column: str) -> None:
+        self.runtime, self.table, self.column = runtime, table, column
+        self.local = threading.local()
+        self.inserted = {name: threading.Event() for name in ("first", "second")}
+        self.done = {name: threading.Event() for name in ("first", "second")}
+        self.pids: dict[str, int] = {}
+        self.tried: dict[str, list[str]] = {"first": [], "second": []}  # inserts, in order
+        self.statements: list[str] = []  # every statement either batch sent
+        self.postgres = runtime.engine.dialect.name == "postgresql"
+
+    def _before(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any,
+                executemany: bool) -> None:
+        name = getattr(self.local, "batch", None)
+        if name is None:
+            return
+        self.statements.append(statement)
+        if self.postgres:
+            self.pids.setdefault(name, conn.connection.driver_connection.info.backend_pid)
+        if statement.startswith(f"INSERT INTO {self.table} "):
+            self.tried[name].append(context.compiled_parameters[0][self.column])
+
+    def _after(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any,
+               executemany: bool) -> None:
+        name = getattr(self.local, "batch", None)
+        if name is None or not statement.startswith(f"INSERT INTO {self.table} "):
+            return
+        if self.inserted[name].is_set():
+            return
+        self.inserted[name].set()
+        other = "second" if name == "first" else "first"
+        deadline = time.monotonic() + (HELD_AT_MOST if self.postgres else HELD_ON_SQLITE)
+        while time.monotonic() < deadline and not (
+                self.inserted[other].is_set() or self.done[other].is_set() or self._blocked(other)):
+            time.sleep(0.02)
+
+    def _blocked(self, name: str) -> bool:
+        """Is batch ``name`` waiting for a lock the other one holds (PostgreSQL only)?"""
+        if not self.postgres or name not in self.pids:
+            return False
+        with self.runtime.engine.connect() as conn:
+            return bool(conn.scalar(text("SELECT cardinality(pg_blocking_pids(:pid)) > 0"),
+                                    {"pid": self.pids[name]}))
+
+    def run(self, first: list[str], second: list[str]) -> list[BaseException]:
+        """Apply both batches; the exceptions that escaped a batch (none expected)."""
+        escaped: list[BaseException] = []
+
+        def apply(name: str, entries: list[str]) -> None:
+            if name == "second":
+                self.inserted["first"].wait(HELD_AT_MOST) or self.done["first"].wait(HELD_AT_MOST)
+            self.local.batch = name
+            try:
+                _process(self.runtime, entries, f"test:hand:{name}")
+            except BaseException as error:  # noqa: BLE001 - reported by the test
+                escaped.append(error)
+            finally:
+                self.done[name].set()
+
+        event.listen(self.runtime.engine, "before_cursor_execute", self._before)
+        event.listen(self.runtime.engine, "after_cursor_execute", self._after)
+        try:
+            threads = [threading.Thread(target=apply, args=(name, entries))
+                       for name, entries in (("first", first), ("second", second))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+        finally:
+            event.remove(self.runtime.engine, "before_cursor_execute", self._before)
+            event.remove(self.runtime.engine, "after_cursor_execute", self._after)
+        return escaped
+
+
+def _entry(name: str, key: str, number: int, days_earlier: int = 0) -> str:
+    """A delivery of fixture ``name`` for ticket ``key``, as the inbox holds it."""
+    body = fixture_json(name)
+    body["timestamp"] -= days_earlier * 86_400_000
+    body["issue"].update(key=key, id=str(70000 + number))
+    body["changelog"]["id"] = str(80000 + number)
+    return encode(f"{key}-{name}", utc_now().isoformat(), json.dumps(body))
+
+
+def _failures(runtime: Any, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Deliveries set aside for another try, with the errors that set them aside."""
+    errors = [f"{r.getMessage()}: {r.exc_info[1]!r}" for r in caplog.records if r.exc_info]
+    retried = runtime.redis.lrange(inbox_key(runtime) + ":retry", 0, -1)
+    return errors + [f"set aside: {decode(e)[0]}" for e in retried]
+
+
+def test_batches_touching_the_same_new_tickets_take_them_in_one_order(app, caplog):
+    """Opposite orders deadlocked on ``tickets_key_key``; the drain sorts a batch by ticket."""
+    runtime = app_runtime(app)
+    _process(runtime, [_entry(ENTER, "PAY-9", 9, days_earlier=1), _entry(LEAVE, "PAY-9", 19, 1)],
+             "test:hand:seed")
+    # (the people in the deliveries are known, unchanged, from PAY-9 the day before: only
+    # the tickets are contested, as people are written only when something changed)
+    entering = [_entry(ENTER, "PAY-1", 1), _entry(ENTER, "PAY-2", 2)]
+    leaving = [_entry(LEAVE, "PAY-2", 12), _entry(LEAVE, "PAY-1", 11)]  # the other way round
+    race = _Race(runtime, "tickets", "key")
+
+    escaped = race.run(leaving, entering)
+
+    assert not escaped and not _failures(runtime, caplog), (escaped, _failures(runtime, caplog))
+    assert race.tried["first"] == ["PAY-1", "PAY-2"], race.tried  # the order the rows are taken in
+    assert not [s for s in race.statements if s.startswith("UPDATE jira_users")]  # unchanged: unlocked
+    with runtime.sessions() as session:
+        keys = sorted(session.scalars(select(TicketRecord.key)))
+        delivered = session.scalar(select(func.count()).select_from(Delivery))
+        waits = sorted((w.issue_key, w.ended_at is not None) for w in session.scalars(select(ApprovalWait)))
+    assert keys == ["PAY-1", "PAY-2", "PAY-9"] and delivered == 6  # both batches committed
+    assert waits == [("PAY-1", True), ("PAY-2", True), ("PAY-9", True)]
+
+
+def test_batches_seeing_the_same_new_people_record_them_in_one_order(app, caplog):
+    """Two deliveries naming the same new Jira users in opposite orders, in two batches."""
+    runtime = app_runtime(app)
+    bob_first, dana_first = _entry(ENTER, "PAY-1", 1), _entry(LEAVE, "PAY-2", 12)
+    assert [u["jira_id"] for u in users_seen(json.loads(decode(dana_first)[2]))][:2] == [
+        "dana.k", "5b10a2844c20165700ede21g"]  # the payload names Dana first
+    race = _Race(runtime, "jira_users", "jira_id")
+
+    escaped = race.run([dana_first], [bob_first])
+
+    assert not escaped and not _failures(runtime, caplog), (escaped, _failures(runtime, caplog))
+    assert race.tried["first"] == ["5b10a2844c20165700ede21g", "dana.k"], race.tried
+    with runtime.sessions() as session:
+        people = sorted(session.scalars(select(JiraUser.jira_id)))
+        tickets = sorted(session.scalars(select(TicketRecord.key)))
+    assert people == ["5b10a2844c20165700ede21g", "dana.k"] and tickets == ["PAY-1", "PAY-2"]

@@ -28,7 +28,6 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
 from connector.events import CommentPosted, IssueChanged
-from connector.shapes import users_seen
 from jobs.deliveries import Applied, Parsed, answer_in, apply_parsed, is_intent
 from ledger.db import UNGUARDED, insert_new_many
 from ledger.models import Delivery, TicketRecord
@@ -90,7 +89,7 @@ def _load_people(session: Session, batch: Sequence[Parsed]) -> None:
     first_seen: dict[str, tuple[SeenUser, datetime]] = {}
     keys: set[str] = set()
     for parsed in batch:
-        for user in users_seen(parsed.payload):
+        for user in parsed.users:
             if user.get("jira_id"):
                 first_seen.setdefault(str(user["jira_id"]), (user, parsed.event.at))
         if isinstance(parsed.event, IssueChanged):

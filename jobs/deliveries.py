@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from datetime import datetime
 from typing import Any
 
@@ -106,6 +107,11 @@ class Parsed:
     payload: Any
     event: Any
 
+    @cached_property
+    def users(self) -> list[dict[str, str | None]]:
+        """The people the delivery names (read once: a batch wants them before applying)."""
+        return users_seen(self.payload)
+
     def row(self) -> dict[str, Any]:
         """The delivery's ledger row, as first recorded."""
         event = self.event
@@ -145,7 +151,7 @@ def apply_parsed(session: Session, rules: Rules, parsed: Parsed, row: int | None
         return Applied("duplicate", (), parsed.received, extra)
     comments: list[Comment] = []
     # names to show for people missing from the rules file; Data Center keys to usernames
-    remember_users(session, users_seen(parsed.payload), event.at)
+    remember_users(session, parsed.users, event.at)
     if isinstance(event, IssueChanged):
         category = _known_category(session, event)
         outcome, comments = apply_issue_change(session, event, rules, delivery_id)

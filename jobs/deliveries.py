@@ -1,9 +1,10 @@
 """Applying one verified delivery to the ledger: ticket, approval wait, intent, comment.
 
 No rq job lives here: the inbox's drain job (``jobs.inbox``) hands each delivery over
-as plain data, the delivery id and the raw body as Jira sent it, with the rules to
-judge it by. ``apply_delivery`` writes it into the
-caller's transaction; ``after_commit`` queues, counts and logs once it is durable. The
+as plain data, the delivery id and the raw body as Jira sent it (``parse_delivery``
+reads it), with the rules to judge it by. ``apply_delivery`` writes it into the
+caller's transaction (``jobs.batch`` does the same for a batch at once);
+``after_commit`` queues, counts and logs once it is durable. The
 ledger's unique delivery id makes a second run of the same delivery a no-op, so Jira's
 retries and rq's retries are both harmless.
 """
@@ -14,9 +15,11 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from datetime import datetime
 from typing import Any
 
+import redis
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -36,11 +39,12 @@ from jobs.history import SAME_TRANSITION
 from ledger import answers
 from ledger.answers import ACKNOWLEDGED, OBJECTED, REOPENED
 from ledger.db import insert_new
-from ledger.models import Delivery, Intent, TicketRecord
+from ledger.models import Comment, Delivery, Intent, TicketRecord
 from ledger.people import remember_users, username_for_key
 from ledger.waits import (
     add_comment,
     close_wait,
+    find_ticket,
     is_approver,
     open_wait,
     record_change,
@@ -87,31 +91,67 @@ class Applied:
     """What applying one delivery did; the rest (queue, metrics, log) follows the commit."""
 
     outcome: str
-    comments: tuple[int, ...]
+    #: the comments it asked for; their ids are known once the transaction is flushed
+    comments: tuple[Comment, ...]
     received: datetime
     extra: dict[str, Any]
 
 
-def apply_delivery(
-    session: Session, rules: Rules, delivery_id: str, body: str, received_at: str
-) -> Applied:
-    """Apply one webhook delivery to the ledger in ``session``; the caller commits."""
+@dataclass(frozen=True)
+class Parsed:
+    """A delivery read and understood, before anything touches the ledger."""
+
+    delivery_id: str
+    body: str
+    received: datetime
+    payload: Any
+    event: Any
+
+    @cached_property
+    def users(self) -> list[dict[str, str | None]]:
+        """The people the delivery names (read once: a batch wants them before applying)."""
+        return users_seen(self.payload)
+
+    def row(self) -> dict[str, Any]:
+        """The delivery's ledger row, as first recorded."""
+        event = self.event
+        return {"delivery_id": self.delivery_id, "event": event.event,
+                "issue_key": getattr(event, "key", None), "payload_at": event.at,
+                "received_at": self.received, "body": self.body, "outcome": "received",
+                "transition_key": event.transition_key if isinstance(event, IssueChanged) else None}
+
+
+def parse_delivery(delivery_id: str, body: str, received_at: str) -> Parsed:
+    """Read a delivery as the inbox holds it; raises for one that can never be applied."""
     received = datetime.fromisoformat(received_at)
     payload = decode_body(body)
-    event = parse_event(payload, received_at=received)
-    key = getattr(event, "key", None)
-    extra = {"delivery": delivery_id, "issue": key, "webhook_event": event.event}
-    transition_key = event.transition_key if isinstance(event, IssueChanged) else None
-    row = insert_new(session, Delivery, {
-        "delivery_id": delivery_id, "event": event.event, "issue_key": key,
-        "payload_at": event.at, "received_at": received, "body": body,
-        "outcome": "received", "transition_key": transition_key,
-    }, unique=None)
+    return Parsed(delivery_id, body, received, payload, parse_event(payload, received_at=received))
+
+
+def apply_delivery(session: Session, rules: Rules, parsed: Parsed) -> Applied:
+    """Apply one webhook delivery to the ledger in ``session``: its row, then its effects;
+    the caller commits. (A drain batch records all its rows at once: ``jobs.batch``.)"""
+    row = insert_new(session, Delivery, parsed.row(), unique=None)
+    applied = apply_parsed(session, rules, parsed, row)
+    if row is not None:
+        session.execute(update(Delivery).where(Delivery.id == row)
+                        .values(outcome=applied.outcome, processed_at=utc_now()))
+    return applied
+
+
+def apply_parsed(session: Session, rules: Rules, parsed: Parsed, row: int | None) -> Applied:
+    """Apply a delivery whose ledger row is ``row`` (None: recorded before, a duplicate).
+
+    The caller stores the outcome on the row (a drain batch does it for all in one go).
+    """
+    event, delivery_id = parsed.event, parsed.delivery_id
+    extra = {"delivery": delivery_id, "issue": getattr(event, "key", None),
+             "webhook_event": event.event}
     if row is None:  # recorded before: Jira's retry, rq's, or the same transition re-sent
-        return Applied("duplicate", (), received, extra)
-    comments: list[int] = []
+        return Applied("duplicate", (), parsed.received, extra)
+    comments: list[Comment] = []
     # names to show for people missing from the rules file; Data Center keys to usernames
-    remember_users(session, users_seen(payload), event.at)
+    remember_users(session, parsed.users, event.at)
     if isinstance(event, IssueChanged):
         category = _known_category(session, event)
         outcome, comments = apply_issue_change(session, event, rules, delivery_id)
@@ -128,21 +168,26 @@ def apply_delivery(
         outcome = apply_link(session, event, rules)
     else:
         outcome = "ignored"
-    session.execute(update(Delivery).where(Delivery.id == row)
-                    .values(outcome=outcome, processed_at=utc_now()))
-    return Applied(outcome, tuple(comments), received, extra)
+    return Applied(outcome, tuple(comments), parsed.received, extra)
 
 
-def after_commit(runtime: Runtime, applied: Applied) -> None:
-    """Queue the comments a committed delivery asked for; count and log it."""
-    for comment_id in applied.comments:
-        enqueue_comment(runtime, comment_id)
-    count(runtime.redis, "processed", applied.outcome)
-    if applied.outcome == "duplicate":
-        log.info("jira.delivery.duplicate", extra=applied.extra)
-        return
-    observe_latency(runtime.redis, (utc_now() - applied.received).total_seconds())
-    log.info("jira.delivery.processed", extra={**applied.extra, "outcome": applied.outcome})
+def after_commit(runtime: Runtime, done: Sequence[Applied]) -> None:
+    """Queue the comments committed deliveries asked for; count and log them (metrics in
+    one round trip to Redis for the lot)."""
+    pipe = runtime.redis.pipeline(transaction=False)
+    for applied in done:
+        for comment in applied.comments:
+            enqueue_comment(runtime, comment.id)
+        count(pipe, "processed", applied.outcome)
+        if applied.outcome == "duplicate":
+            log.info("jira.delivery.duplicate", extra=applied.extra)
+            continue
+        observe_latency(pipe, (utc_now() - applied.received).total_seconds())
+        log.info("jira.delivery.processed", extra={**applied.extra, "outcome": applied.outcome})
+    try:
+        pipe.execute()
+    except redis.RedisError:
+        log.warning("metrics.write_failed", extra={"metric": "processed"})
 
 
 def wait_transition(
@@ -164,7 +209,7 @@ def wait_transition(
 
 def apply_issue_change(
     session: Session, event: IssueChanged, rules: Rules, delivery_id: str = ""
-) -> tuple[str, list[int]]:
+) -> tuple[str, list[Comment]]:
     """Update the ticket; open or close an approval wait; queue a comment when flagged.
 
     Evidence beats memory: when the delivery shows the ticket was not waiting just
@@ -207,8 +252,7 @@ def apply_issue_change(
         if wait is None:
             return "wait-known", []
         if verdict.flagged and wait.ended_at is None:
-            comment = add_comment(session, wait, "flag", utc_now())
-            return "flagged", [comment.id]
+            return "flagged", [add_comment(session, wait, "flag", utc_now(), flush=False)]
         return ("unmapped" if verdict.unmapped else "wait-opened"), []
     if before and not after:
         record_change(session, ticket, event.at, frm, view.status, enters=False)
@@ -235,14 +279,14 @@ def apply_evidence(session: Session, rules: Rules, view: Ticket, at: datetime, d
     """A delivery's snapshot showing the ticket outside approval ends the wait the ledger holds."""
     if not rules.waiting.statuses or not knows_status(rules, view) or ticket_waits(rules, view):
         return  # a cut-down issue carries no approver field: only a status is evidence
-    ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == view.key))
+    ticket = find_ticket(session, view.key)
     if ticket is not None:
         close_wait(session, ticket, at, evidence=_evidence(delivery_id, None, view))
 
 
 def _comment_ticket(session: Session, event: CommentPosted) -> TicketRecord | None:
     if event.key:
-        ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == event.key))
+        ticket = find_ticket(session, event.key)
         if ticket is None and event.ticket is not None:
             ticket = ticket_row(session, event.ticket, event.issue_id)
         return ticket
@@ -258,18 +302,16 @@ def apply_comment(session: Session, event: CommentPosted, rules: Rules) -> str:
     ticket = _comment_ticket(session, event)
     if ticket is None:
         return "intent-unknown-ticket"
-    existing = session.scalar(
-        select(Intent).where(Intent.issue_key == ticket.key, Intent.jira_comment_id == event.comment_id)
-    )
+    existing = next((i for i in ticket.intents if i.jira_comment_id == event.comment_id), None)
     if existing is not None:
         existing.body = event.body  # comment_updated: keep the latest wording
         return "intent-updated"
-    wait = wait_open_at(session, ticket.id, event.at)
+    wait = wait_open_at(ticket, event.at)
     person = rules.person_by_jira(event.author)
     own = wait is not None and is_approver(wait, event.author, person.handle if person else None)
-    session.add(
+    ticket.intents.append(
         Intent(
-            wait_id=wait.id if wait else None,
+            wait=wait,
             issue_key=ticket.key,
             jira_comment_id=event.comment_id,
             author=event.author,
@@ -290,7 +332,7 @@ def apply_comment(session: Session, event: CommentPosted, rules: Rules) -> str:
 
 
 def apply_delete(session: Session, event: IssueDeleted) -> str:
-    ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == event.key))
+    ticket = find_ticket(session, event.key)
     if ticket is None:
         return "deleted-unknown"
     ticket.deleted = True
@@ -302,7 +344,7 @@ def apply_answer(session: Session, event: CommentPosted, rules: Rules) -> str:
     """The approver answers the intent of the wait the comment belongs to (the first answer counts)."""
     kind = answer_in(event.body)
     ticket = _comment_ticket(session, event)
-    wait = wait_open_at(session, ticket.id, event.at) if ticket is not None else None
+    wait = wait_open_at(ticket, event.at) if ticket is not None else None
     if kind is None or wait is None:
         return "comment-ignored"
     person = rules.person_by_jira(event.author)
@@ -315,7 +357,7 @@ def apply_answer(session: Session, event: CommentPosted, rules: Rules) -> str:
 
 def _known_category(session: Session, event: IssueChanged) -> str | None:
     """The status category the ledger knew before this change (None for a stale delivery)."""
-    ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == event.key))
+    ticket = find_ticket(session, event.key)
     if ticket is None or (ticket.updated_at is not None and ticket.updated_at > event.at):
         return None
     return ticket.status_category
@@ -324,12 +366,12 @@ def _known_category(session: Session, event: IssueChanged) -> str | None:
 def apply_loop_change(session: Session, event: IssueChanged, rules: Rules,
                       category: str | None) -> None:
     """A change after the ticket's record is up to date: handed to the approver, or reopened."""
-    ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == event.key))
+    ticket = find_ticket(session, event.key)
     if ticket is None:
         return
     handed = tuple(c.to_id for c in event.changes if c.field_id == "assignee" and c.to_id)
     if handed:
-        answers.handed_to(session, ticket.id, handed, event.at)
+        answers.handed_to(ticket, handed, event.at)
     if event.status_category is None or ticket.updated_at != event.at:
         return
     if category == "done" and event.status_category != "done":

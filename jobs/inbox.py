@@ -28,7 +28,8 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from jobs.deliveries import after_commit, apply_delivery
+from jobs.batch import apply_batch
+from jobs.deliveries import Applied, Parsed, after_commit, apply_delivery, parse_delivery
 from service.metrics import COUNTERS, count
 from service.runtime import Runtime, current_runtime
 
@@ -142,35 +143,63 @@ def _lock_order(entry: bytes | str) -> tuple[int, bytes]:
 
 
 def _process(runtime: Runtime, entries: list[Any], in_hand: str) -> None:
-    """Apply deliveries in one transaction, each inside its own savepoint.
+    """Apply deliveries in one transaction, and remove them from the hand after its commit.
 
     One durable commit for many deliveries (on PostgreSQL the commit's flush to disk
     costs more than a delivery's own work), while a delivery that fails is rolled back
-    alone and set aside for another try. The entries leave the "in hand" list only
-    after the commit: a worker killed before it leaves them all to be done again.
+    alone and set aside for another try: the batch is applied in few round trips
+    (``jobs.batch``), and if any delivery fails, again one savepoint per delivery. The
+    entries leave the "in hand" list only after the commit: a worker killed before it
+    leaves them all to be done again.
     """
-    applied, failed = [], []
-    with runtime.sessions() as session:
-        for entry in sorted(entries, key=_lock_order):
-            delivery_id = "unreadable"
-            try:
-                delivery_id, received_at, body = decode(entry)
-                rules = runtime.rules.require()
-                with session.begin_nested():
-                    applied.append(apply_delivery(session, rules, delivery_id, body, received_at))
-            except Exception:
-                log.exception("jira.delivery.error", extra={"delivery": delivery_id})
-                count(runtime.redis, "processed", "error")
-                failed.append(entry)
-        session.commit()
+    ordered = sorted(entries, key=_lock_order)
+    failed, readable = [], []
+    for entry in ordered:
+        delivery_id = "unreadable"
+        try:
+            delivery_id, received_at, body = decode(entry)
+            readable.append((entry, parse_delivery(delivery_id, body, received_at)))
+        except Exception:
+            _failed(runtime, entry, delivery_id)
+            failed.append(entry)
+    try:
+        with runtime.sessions() as session:
+            applied = apply_batch(session, runtime.rules.require(),
+                                  [parsed for _, parsed in readable])
+            session.commit()
+    except Exception:
+        log.warning("jira.delivery.batch_retried", exc_info=True,
+                    extra={"deliveries": len(readable)})
+        applied = _one_by_one(runtime, readable, failed)
     pipe = runtime.redis.pipeline()
     for entry in failed:
         pipe.rpush(inbox_key(runtime) + ":retry", entry)
     for entry in entries:
         pipe.lrem(in_hand, 1, entry)
     pipe.execute()
-    for result in applied:
-        after_commit(runtime, result)
+    after_commit(runtime, applied)
+
+
+def _failed(runtime: Runtime, entry: Any, delivery_id: str) -> None:
+    log.exception("jira.delivery.error", extra={"delivery": delivery_id})
+    count(runtime.redis, "processed", "error")
+
+
+def _one_by_one(runtime: Runtime, readable: list[tuple[Any, Parsed]],
+                failed: list[Any]) -> list[Applied]:
+    """Apply the batch again, each delivery in its own savepoint; the failing ones go to ``failed``."""
+    applied = []
+    with runtime.sessions() as session:
+        for entry, parsed in readable:
+            try:
+                rules = runtime.rules.require()
+                with session.begin_nested():
+                    applied.append(apply_delivery(session, rules, parsed))
+            except Exception:
+                _failed(runtime, entry, parsed.delivery_id)
+                failed.append(entry)
+        session.commit()
+    return applied
 
 
 def _take(runtime: Runtime, in_hand: str, most: int) -> list[Any]:

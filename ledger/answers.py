@@ -53,12 +53,10 @@ def wait_ended(wait: ApprovalWait, status: str | None, at: datetime) -> None:
         answer(wait, ACKNOWLEDGED, at)
 
 
-def handed_to(session: Session, ticket_id: int, users: tuple[str, ...], at: datetime) -> None:
+def handed_to(ticket: TicketRecord, users: tuple[str, ...], at: datetime) -> None:
     """The ticket was assigned to ``users`` at ``at``: if one approves the open wait, it reached them."""
-    wait = session.scalar(
-        select(ApprovalWait)
-        .where(ApprovalWait.ticket_id == ticket_id, ApprovalWait.started_at <= at)
-        .order_by(ApprovalWait.started_at.desc()).limit(1))
+    wait = max((w for w in ticket.waits if w.started_at <= at), key=lambda w: w.started_at,
+               default=None)
     if wait is None or (wait.ended_at is not None and wait.ended_at <= at):
         return
     approvers = set((wait.verdict or {}).get("approvers") or ())

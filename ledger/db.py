@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,39 @@ def insert_new(session: Session, model: Any, values: dict[str, Any], unique: lis
     if unique is None:
         statement = insert(table).values(**fitted).on_conflict_do_nothing().returning(table.c.id)
     return session.scalar(statement)
+
+
+def insert_new_many(session: Session, model: Any, rows: Sequence[dict[str, Any]],
+                    returning: Sequence[str] = ("id",)) -> list[Any]:
+    """``insert_new`` for many rows in one statement; the ``returning`` columns of those inserted.
+
+    Rows are inserted in the order given: callers that may race another worker on the same
+    keys sort them, so both take the keys' locks in one order.
+    """
+    if not rows:
+        return []
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    postgres = session.get_bind().dialect.name == "postgresql"
+    insert: Any = postgresql.insert if postgres else sqlite.insert
+    table = model.__table__
+    fitted = [{name: fit(table.c[name].type, value) for name, value in row.items()}
+              for row in rows]
+    statement = (insert(table).values(fitted).on_conflict_do_nothing()
+                 .returning(*(table.c[name] for name in returning)))
+    return list(session.execute(statement))
+
+
+#: ``session.info`` key set while a drain batch applies without savepoints: a unique key
+#: broken by a racing worker then fails the whole batch, which is applied again with them
+UNGUARDED = "leaderleader.unguarded"
+
+
+@contextmanager
+def guarded(session: Session) -> Iterator[None]:
+    """A savepoint around an insert another worker may race, unless the batch goes without."""
+    with nullcontext() if session.info.get(UNGUARDED) else session.begin_nested():
+        yield
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -79,7 +79,13 @@ class TicketRecord(Base):
     #: Jira's ``statusCategory.key`` of the latest state (new / indeterminate / done)
     status_category: Mapped[str | None] = mapped_column(String(32))
 
+    # A ticket's episodes, boundaries and intents, read as whole collections: a ticket has
+    # few of each, and a drain job loads them for a whole batch of tickets in one query
+    # each (``jobs.batch``) instead of asking the database one question at a time.
     waits: Mapped[list[ApprovalWait]] = relationship(back_populates="ticket")
+    changes: Mapped[list[StatusChange]] = relationship()
+    intents: Mapped[list[Intent]] = relationship(
+        primaryjoin="TicketRecord.key == foreign(Intent.issue_key)")
 
 
 class StatusChange(Base):
@@ -224,6 +230,8 @@ class Intent(Base):
     by_approver: Mapped[bool] = mapped_column(Boolean, default=False)
     body: Mapped[str] = mapped_column(Text)
     declared_at: Mapped[datetime]
+
+    wait: Mapped[ApprovalWait | None] = relationship()
 
 
 class JiraUser(Base):

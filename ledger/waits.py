@@ -3,23 +3,45 @@
 Deliveries arrive out of order, so every boundary is stored as a StatusChange in
 the payload's own time and an episode's end is looked up among them, never taken
 from arrival order.
+
+The questions asked about one ticket (which episode was open then, which boundary came
+next) are answered from the ticket's collections (``TicketRecord.waits``, ``changes``,
+``intents``): loaded once per ticket, or once per batch of tickets by a drain job, they
+replace a round trip to the database per question, and see the rows this transaction
+has added without a flush.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, or_, select, true
+from typing import Any
+
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ledger.models import ApprovalWait, Comment, Delivery, Intent, StatusChange, TicketRecord
+from ledger.db import guarded
+from ledger.models import ApprovalWait, Comment, Delivery, StatusChange, TicketRecord
 from rules.model import Rules, Ticket, Verdict
 from rules.waiting import field_approvers, is_waiting
 
 
+#: ``session.info`` key of a drain batch's tickets by key (``jobs.batch``): every ticket the
+#: batch names, locked and loaded up front, so a lookup needs no query
+TICKETS = "leaderleader.tickets"
+def find_ticket(session: Session, key: str | None) -> TicketRecord | None:
+    """The ticket with ``key``: from the batch's tickets when it holds it, else a query."""
+    if key is None:
+        return None
+    known = session.info.get(TICKETS, {}).get(key)
+    if known is not None:
+        return known  # type: ignore[no-any-return]
+    return session.scalar(select(TicketRecord).where(TicketRecord.key == key))
+
+
 def ticket_row(session: Session, view: Ticket, issue_id: str | None) -> TicketRecord:
-    ticket = session.scalar(select(TicketRecord).where(TicketRecord.key == view.key))
+    ticket = find_ticket(session, view.key)
     if ticket is None:
         ticket = TicketRecord(key=view.key, jira_id=issue_id, project=view.project)
         try:
@@ -27,6 +49,8 @@ def ticket_row(session: Session, view: Ticket, issue_id: str | None) -> TicketRe
                 session.add(ticket)
         except IntegrityError:  # another worker created it first
             ticket = session.scalars(select(TicketRecord).where(TicketRecord.key == view.key)).one()
+        if TICKETS in session.info:
+            session.info[TICKETS][view.key] = ticket
     return ticket
 
 
@@ -53,40 +77,17 @@ def record_change(
     session: Session, ticket: TicketRecord, at: datetime, frm: str | None, to: str | None, enters: bool
 ) -> None:
     """Keep one boundary row per (ticket, time, destination); repeats are no-ops."""
-    exists = session.scalar(
-        select(StatusChange.id).where(
-            StatusChange.ticket_id == ticket.id, StatusChange.at == at, StatusChange.to_status == to
-        )
-    )
-    if exists is None:
-        session.add(
-            StatusChange(
-                ticket_id=ticket.id,
-                at=at,
-                from_status=frm,
-                to_status=to,
-                enters_wait=enters,
-                leaves_wait=not enters,
-            )
-        )
-        session.flush()
+    if not any(c.at == at and c.to_status == to for c in ticket.changes):
+        ticket.changes.append(StatusChange(at=at, from_status=frm, to_status=to,
+                                           enters_wait=enters, leaves_wait=not enters))
 
 
-def _end_after(session: Session, ticket: TicketRecord, started: datetime) -> datetime | None:
+def _end_after(ticket: TicketRecord, started: datetime) -> datetime | None:
     """The first recorded departure after ``started`` (it may have arrived before the entry)."""
-    return session.scalar(
-        select(StatusChange.at)
-        .where(
-            StatusChange.ticket_id == ticket.id,
-            StatusChange.leaves_wait.is_(True),
-            StatusChange.at > started,
-        )
-        .order_by(StatusChange.at)
-        .limit(1)
-    )
+    return min((c.at for c in ticket.changes if c.leaves_wait and c.at > started), default=None)
 
 
-def _moved_on_after(session: Session, ticket: TicketRecord, started: datetime, rules: Rules) -> datetime | None:
+def _moved_on_after(ticket: TicketRecord, started: datetime, rules: Rules) -> datetime | None:
     """When the ledger already knows the ticket had left an episode that began at ``started``.
 
     Deliveries arrive out of order: a later episode, or a newer snapshot of the ticket
@@ -94,12 +95,7 @@ def _moved_on_after(session: Session, ticket: TicketRecord, started: datetime, r
     is then still on the way; until it comes, the episode ended no later than that.
     """
     bounds = []
-    later_start = session.scalar(
-        select(ApprovalWait.started_at)
-        .where(ApprovalWait.ticket_id == ticket.id, ApprovalWait.started_at > started)
-        .order_by(ApprovalWait.started_at)
-        .limit(1)
-    )
+    later_start = min((w.started_at for w in ticket.waits if w.started_at > started), default=None)
     if later_start is not None:
         bounds.append(later_start)
     if ticket.updated_at is not None and ticket.updated_at > started and not is_waiting(
@@ -120,15 +116,11 @@ def open_wait(
     source: str = "webhook",
 ) -> ApprovalWait | None:
     """Start an episode at ``at``; None if that episode is already in the ledger."""
-    existing = session.scalar(
-        select(ApprovalWait).where(ApprovalWait.ticket_id == ticket.id, ApprovalWait.started_at == at)
-    )
-    if existing is not None:
+    if any(w.started_at == at for w in ticket.waits):
         return None
-    seen_end = _end_after(session, ticket, at)
-    moved_on = None if seen_end is not None else _moved_on_after(session, ticket, at, rules)
+    seen_end = _end_after(ticket, at)
+    moved_on = None if seen_end is not None else _moved_on_after(ticket, at, rules)
     wait = ApprovalWait(
-        ticket_id=ticket.id,
         issue_key=ticket.key,
         project=snapshot.project,
         team=verdict.holder_team,
@@ -155,8 +147,8 @@ def open_wait(
         competent=verdict.competent,
     )
     try:
-        with session.begin_nested():
-            session.add(wait)
+        with guarded(session):
+            ticket.waits.append(wait)
     except IntegrityError:  # a racing worker recorded the same episode
         return None
     settle_intents(session, wait)  # intents whose delivery came before the wait's entry
@@ -173,12 +165,7 @@ def close_wait(
     moves an end that is already earlier; an exit seen at the very time of an inferred
     end turns it into a seen one.
     """
-    wait = session.scalar(
-        select(ApprovalWait)
-        .where(ApprovalWait.ticket_id == ticket.id, ApprovalWait.started_at < at)
-        .order_by(ApprovalWait.started_at.desc())
-        .limit(1)
-    )
+    wait = latest_wait(ticket, lambda w: w.started_at < at)
     if wait is None:
         return None
     if wait.ended_at is not None and wait.ended_at <= at:
@@ -203,15 +190,11 @@ def wait_began_near(session: Session, ticket: TicketRecord, at: datetime, within
     ``changelog_entry``, when another changelog entry opened the wait (two changelog
     entries are two transitions however close in time).
     """
-    near = session.scalars(select(ApprovalWait).where(
-        ApprovalWait.ticket_id == ticket.id,
-        ApprovalWait.started_at.between(at - within, at + within),
-    )).all()
+    near = [w for w in ticket.waits if at - within <= w.started_at <= at + within]
     if status is not None:
         near = [w for w in near if (w.status or "").strip().lower() == status.strip().lower()]
-    left = session.scalars(select(StatusChange.at).where(
-        StatusChange.ticket_id == ticket.id, StatusChange.leaves_wait.is_(True),
-        StatusChange.at.between(at - within, at + within))).all()
+    left = [c.at for c in ticket.changes
+            if c.leaves_wait and at - within <= c.at <= at + within]
     near = [w for w in near if not any(min(at, w.started_at) < t < max(at, w.started_at)
                                        for t in left)]
     if not near or not changelog_entry:
@@ -222,19 +205,19 @@ def wait_began_near(session: Session, ticket: TicketRecord, at: datetime, within
     return any(w.started_at not in keyed for w in near)
 
 
-def wait_open_at(session: Session, ticket_id: int, at: datetime) -> ApprovalWait | None:
+def latest_wait(ticket: TicketRecord, which: Any) -> ApprovalWait | None:
+    """The ticket's latest-starting episode for which ``which(wait)`` holds, if any."""
+    return max((w for w in ticket.waits if which(w)), key=lambda w: w.started_at, default=None)
+
+
+def wait_open_at(ticket: TicketRecord, at: datetime) -> ApprovalWait | None:
     """The episode that was open at ``at`` (a comment's time), if any.
 
     A comment written after the latest episode ended belongs to no episode: it is not
     an answer to a wait that was already over.
     """
-    return session.scalar(
-        select(ApprovalWait)
-        .where(ApprovalWait.ticket_id == ticket_id, ApprovalWait.started_at <= at,
-               or_(ApprovalWait.ended_at.is_(None), ApprovalWait.ended_at > at))
-        .order_by(ApprovalWait.started_at.desc())
-        .limit(1)
-    )
+    return latest_wait(ticket, lambda w: w.started_at <= at and (
+        w.ended_at is None or w.ended_at > at))
 
 
 def marker_for(wait: ApprovalWait, kind: str) -> str:
@@ -243,12 +226,16 @@ def marker_for(wait: ApprovalWait, kind: str) -> str:
     return f"leaderleader:{kind}:{wait.issue_key}:{started_ms}"
 
 
-def add_comment(session: Session, wait: ApprovalWait, kind: str, now: datetime) -> Comment:
+def add_comment(session: Session, wait: ApprovalWait, kind: str, now: datetime, *,
+                flush: bool = True) -> Comment:
+    """A pending comment on ``wait``; with ``flush=False`` its id comes with the next flush
+    (a drain batch flushes once for all its deliveries)."""
     comment = Comment(
         wait=wait, kind=kind, state="pending", marker=marker_for(wait, kind), created_at=now
     )
     session.add(comment)
-    session.flush()
+    if flush:
+        session.flush()
     return comment
 
 
@@ -258,26 +245,27 @@ def settle_intents(session: Session, wait: ApprovalWait) -> None:
     Deliveries arrive out of order: an intent may come before its wait's entry, or be
     attached to a wait whose earlier end arrives later.
     """
-    session.flush()
-    inside = (Intent.declared_at >= wait.started_at) & (
-        Intent.declared_at < wait.ended_at if wait.ended_at is not None else true())
-    for intent in session.scalars(select(Intent).where(
-            Intent.issue_key == wait.issue_key,
-            ((Intent.wait_id.is_(None)) & inside) | ((Intent.wait_id == wait.id) & ~inside))):
-        owner = wait if intent.wait_id is None else (
-            wait_open_at(session, wait.ticket_id, intent.declared_at))  # a later wait, or none
-        intent.wait_id = owner.id if owner is not None else None
+    ticket = wait.ticket
+    for intent in ticket.intents:
+        inside = wait.started_at <= intent.declared_at and (
+            wait.ended_at is None or intent.declared_at < wait.ended_at)
+        if not (intent.wait is None and inside or intent.wait is wait and not inside):
+            continue
+        owner = wait if intent.wait is None else (
+            wait_open_at(ticket, intent.declared_at))  # a later wait, or none
+        intent.wait = owner
         intent.by_approver = owner is not None and is_approver(owner, intent.author,
                                                                intent.author_handle)
         if owner is not None and owner is not wait:
-            _first_intent(session, owner)
-    _first_intent(session, wait)
+            _first_intent(owner)
+    _first_intent(wait)
 
 
-def _first_intent(session: Session, wait: ApprovalWait) -> None:
-    session.flush()
-    wait.first_intent_at = session.scalar(select(func.min(Intent.declared_at)).where(
-        Intent.wait_id == wait.id, Intent.by_approver.is_(False)))
+def _first_intent(wait: ApprovalWait) -> None:
+    first = min((i.declared_at for i in wait.ticket.intents
+                 if i.wait is wait and not i.by_approver), default=None)
+    if wait.first_intent_at != first:
+        wait.first_intent_at = first
 
 
 def is_approver(wait: ApprovalWait, author: str | None, handle: str | None) -> bool:

@@ -51,15 +51,18 @@ def add(connection: redis.Redis, name: str, label: str, amount: float) -> None:
         log.warning("metrics.write_failed", extra={"metric": name})
 
 
-def observe_latency(connection: redis.Redis, seconds: float) -> None:
+def observe_latency(connection: redis.Redis | redis.client.Pipeline, seconds: float) -> None:
+    """Count one delivery's latency; on a pipeline, only queued (its caller executes it)."""
     try:
-        pipe = connection.pipeline(transaction=False)
+        pipe = connection if isinstance(connection, redis.client.Pipeline) else (
+            connection.pipeline(transaction=False))
         for bound in LATENCY_BUCKETS:
             if seconds <= bound:
                 pipe.hincrby(LATENCY, f"le|{bound}", 1)
         pipe.hincrby(LATENCY, "count", 1)
         pipe.hincrbyfloat(LATENCY, "sum", seconds)
-        pipe.execute()
+        if pipe is not connection:
+            pipe.execute()
     except redis.RedisError:
         log.warning("metrics.write_failed", extra={"metric": "latency"})
 

@@ -157,7 +157,20 @@ class _Race:
         if self.postgres:
             self.pids.setdefault(name, conn.connection.driver_connection.info.backend_pid)
         if statement.startswith(f"INSERT INTO {self.table} "):
-            self.tried[name].append(context.compiled_parameters[0][self.column])
+            self.tried[name].extend(self._values(context.compiled_parameters))
+
+    def _values(self, compiled: list[dict[str, Any]]) -> list[Any]:
+        """The contested column's values in the order the statement inserts them: one row,
+        several rows of one ``VALUES`` list (``key_m0``, ``key_m1``, …), or executemany."""
+        values = []
+        for parameters in compiled:
+            if self.column in parameters:
+                values.append(parameters[self.column])
+            n = 0
+            while f"{self.column}_m{n}" in parameters:
+                values.append(parameters[f"{self.column}_m{n}"])
+                n += 1
+        return values
 
     def _after(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any,
                executemany: bool) -> None:

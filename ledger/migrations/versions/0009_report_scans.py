@@ -9,6 +9,14 @@ that already touches ``ix_waits_open``). Every window excludes the open waits of
 tickets: ``ix_tickets_deleted`` holds just those tickets' ids (usually none), so the
 exclusion reads an index of a few entries instead of the whole ``tickets`` table.
 
+PostgreSQL only: statistics on two expressions the report groups by, the percentile
+bucket of a wait (``ledger.percentiles.bucket``) and the week a wait ended
+(``ledger.loop.delegation``). Without them the planner takes every wait for a group of
+its own, and a group-per-wait hash table is too big to build in parallel; with them it
+knows there are a few thousand groups and aggregates with parallel workers. ``ANALYZE``
+(autovacuum) fills them; they cost nothing on writes. The expressions must stay those
+the report writes (a test checks the planner uses them).
+
 Revision ID: 0009
 Revises: 0008
 """
@@ -20,6 +28,13 @@ revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
+
+
+#: ``ledger.percentiles.bucket`` of ``ledger.figures.Dialect.wait``, as PostgreSQL parses it
+BUCKET = ("floor(least(sqrt(greatest(coalesce(wait_seconds, (CASE WHEN ended_at IS NOT NULL "
+          "THEN extract(epoch FROM ended_at - started_at) END)::float8), 0.0::float8)) "
+          "* 0.1::float8, 1048575.0))::integer")
+STATISTICS = {"st_waits_bucket": BUCKET, "st_waits_ended_week": "date_trunc('week', ended_at)"}
 
 
 def upgrade() -> None:
@@ -35,9 +50,15 @@ def upgrade() -> None:
         gap = sa.text("competence_gap IS TRUE")
         batch_op.create_index("ix_waits_gap", ["started_at"], unique=False,
                               postgresql_where=gap, sqlite_where=gap)
+    if op.get_bind().dialect.name == "postgresql":
+        for name, expression in STATISTICS.items():
+            op.execute(f"CREATE STATISTICS {name} ON ({expression}) FROM approval_waits")
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for name in STATISTICS:
+            op.execute(f"DROP STATISTICS IF EXISTS {name}")
     with op.batch_alter_table("approval_waits", schema=None) as batch_op:
         batch_op.drop_index("ix_waits_gap")
         batch_op.drop_index("ix_waits_intent")

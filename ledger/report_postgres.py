@@ -236,7 +236,7 @@ def _pick(
                    and_(in_bucket.in_(sorted(buckets["week"])), code.in_(sorted(week_codes)))))
     )
     # the few waits of the wanted cells, ranked here: one sort per cell, not per breakdown
-    cells: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+    ranked: dict[tuple[Any, ...], list[float]] = defaultdict(list)
     wanted_cells = {key[:-1] for key in wanted}
     for row in session.execute(candidates):
         finest = (row.approver, row.approver_level, row.team, row.decision_rule)
@@ -244,11 +244,11 @@ def _pick(
             if row.bucket in buckets[kind]:
                 cell = (kind, *(finest[p] for p in PICK[kind]), row.bucket)
                 if cell in wanted_cells:
-                    cells[cell].append(row.wait)
+                    ranked[cell].append(row.wait)
         if row.week is not None and ("week", row.week, row.bucket) in wanted_cells:
-            cells[("week", row.week, row.bucket)].append(row.wait)
+            ranked[("week", row.week, row.bucket)].append(row.wait)
     found = 0
-    for cell, waits in cells.items():
+    for cell, waits in ranked.items():
         waits.sort()
         for inside, value in enumerate(waits):
             hit = wanted.get((*cell, inside))

@@ -235,26 +235,31 @@ def _pick(
                or_(in_bucket.in_(sorted(combined)),
                    and_(in_bucket.in_(sorted(buckets["week"])), code.in_(sorted(week_codes)))))
     )
-    # the few waits of the wanted cells, ranked here: one sort per cell, not per breakdown
-    ranked: dict[tuple[Any, ...], list[float]] = defaultdict(list)
-    wanted_cells = {key[:-1] for key in wanted}
-    for row in session.execute(candidates):
-        finest = (row.approver, row.approver_level, row.team, row.decision_rule)
-        for kind in PICK:
-            if row.bucket in buckets[kind]:
-                cell = (kind, *(finest[p] for p in PICK[kind]), row.bucket)
-                if cell in wanted_cells:
-                    ranked[cell].append(row.wait)
-        if row.week is not None and ("week", row.week, row.bucket) in wanted_cells:
-            ranked[("week", row.week, row.bucket)].append(row.wait)
+    # the few waits of the wanted cells, ranked here: gathered per finest group and bucket
+    # (one dictionary step a wait), those lists joined per wanted cell, each cell sorted once
+    by_finest: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+    by_week: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+    for approver, level, team, rule, week_of, number, value in (
+            session.connection().execute(candidates)):
+        by_finest[(approver, level, team, rule, number)].append(value)
+        if week_of is not None:
+            by_week[("week", week_of, number)].append(value)
+    places: dict[tuple[Any, ...], list[tuple[int, _Group, int]]] = defaultdict(list)
+    for place, (group, rank) in wanted.items():
+        places[place[:-1]].append((int(place[-1]), group, rank))
+    ranked: dict[tuple[Any, ...], list[float]] = {key: by_week[key] for key in places
+                                                  if key[0] == "week" and key in by_week}
+    for cell_key, values in by_finest.items():
+        for kind, positions in PICK.items():
+            within = (kind, *(cell_key[p] for p in positions), cell_key[-1])
+            if within in places:
+                ranked.setdefault(within, []).extend(values)
     found = 0
-    for cell, waits in ranked.items():
-        waits.sort()
-        for inside, value in enumerate(waits):
-            hit = wanted.get((*cell, inside))
-            if hit is not None:
-                group, rank = hit
-                group.waits.picked[rank] = value
+    for cell, values in ranked.items():
+        values.sort()
+        for inside, group, rank in places[cell]:
+            if inside < len(values):
+                group.waits.picked[rank] = values[inside]
                 found += 1
     return found == len(wanted)
 

@@ -197,11 +197,11 @@ class Dialect:
         ended = case((W.ended_at.is_not(None), self.seconds(W.started_at, W.ended_at)))
         return func.coalesce(W.wait_seconds, ended)
 
-    def week_start(self) -> ColumnElement[Any]:
-        """The Monday that starts the ISO week of ``started_at``."""
+    def week_start(self, moment: Any = W.started_at) -> ColumnElement[Any]:
+        """The Monday that starts the ISO week of ``moment`` (``started_at`` unless given)."""
         if self.postgres:
-            return func.date_trunc("week", W.started_at)
-        return func.date(W.started_at, "weekday 0", "-6 days")
+            return func.date_trunc("week", moment)
+        return func.date(moment, "weekday 0", "-6 days")
 
 
 def window_conditions(

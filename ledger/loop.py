@@ -32,15 +32,15 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ledger.answers import ACKNOWLEDGED, OBJECTED, REOPENED, REVERTED
 from ledger.figures import (
+    Dialect,
     Window,
     delegated_intents,
     hours,
-    monday_of,
     percentile,
     to_date,
     window_conditions,
@@ -139,22 +139,27 @@ def at_or_below_information(by_intent: bool, approver_level: str | None,
 
 
 def delegation(session: Session, window: Window, rules: Rules | None) -> list[dict[str, Any]]:
-    """Per ISO week of the end: decisions taken, how many at or below the information level."""
+    """Per ISO week of the end: decisions taken, how many at or below the information level.
+
+    Grouped by the week itself (a few thousand groups, not one per wait), the intents
+    counted rather than grouped by: PostgreSQL's statistics on the week of ``ended_at``
+    (migration 0009) then let it aggregate in parallel.
+    """
     levels = rules.levels if rules else ()
-    by_intent = case((and_(W.first_intent_at.is_not(None), W.first_intent_at <= W.ended_at), 1),
-                     else_=0)
-    day = func.date(W.ended_at)
-    query = (select(day.label("day"), by_intent.label("by_intent"), W.approver_level,
-                    W.decision_level, func.count().label("n"))
+    week = Dialect(session).week_start(W.ended_at)
+    by_intent = func.count().filter(W.first_intent_at.is_not(None),
+                                    W.first_intent_at <= W.ended_at)
+    query = (select(week.label("week"), W.approver_level, W.decision_level,
+                    func.count().label("n"), by_intent.label("by_intent"))
              .where(*window_conditions(window), W.ended_at.is_not(None))
-             .group_by(day, by_intent, W.approver_level, W.decision_level))
+             .group_by(week, W.approver_level, W.decision_level))
     weeks: dict[date, list[int]] = {}
     for row in session.execute(query):
-        counts = weeks.setdefault(monday_of(to_date(row.day)), [0, 0, 0])
+        counts = weeks.setdefault(to_date(row.week), [0, 0, 0])
         counts[0] += row.n
-        counts[1] += row.n if at_or_below_information(bool(row.by_intent), row.approver_level,
-                                                      row.decision_level, levels) else 0
-        counts[2] += row.n if row.by_intent else 0
+        lower = at_or_below_information(False, row.approver_level, row.decision_level, levels)
+        counts[1] += row.n if lower else row.by_intent
+        counts[2] += row.by_intent
     out = []
     monday = min(weeks, default=None)
     while monday is not None and monday <= max(weeks):

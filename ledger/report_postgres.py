@@ -5,8 +5,8 @@ workers, count the waits in the window per finest group (approver, level, team, 
 and bucket (``ledger.percentiles``), and the waits that started inside it per week and
 bucket; the database rolls the finest groups up to every breakdown, keeps the running
 counts and returns each group's figures and the buckets that hold its wanted ranks.
-Pass 2 (``_pick``) reads the waits of those buckets and returns the ones at the wanted
-ranks. The open waits (a few percent) have their own small query, their ages sorted by
+Pass 2 (``_pick``) reads the waits of those buckets (a few percent of the window) and
+ranks them here, one sort per wanted cell. The open waits (a few percent) have their own small query, their ages sorted by
 ``percentile_cont``.
 
 The sort-based queries (``ledger.report_sorted``: one ``percentile_cont`` per group)
@@ -28,7 +28,6 @@ from sqlalchemy import (
     Date,
     DateTime,
     Float,
-    Numeric,
     and_,
     case,
     cast,
@@ -176,24 +175,15 @@ def _count(
     return groups
 
 
-#: Pass 2 finds a wait by (kind, bucket, rank inside the bucket) packed in one integer.
-_KINDS = (*PICK, "week")
+#: A week's Monday and a bucket share one integer: days since ``_MONDAY`` times this, plus
+#: the bucket.
 _SHIFT = 2**20
-
-
 _MONDAY = date(2000, 1, 3)
 
 
 def _week_code(week: datetime, number: int) -> int:
     """A week's Monday and a bucket as one integer (days since a Monday, then the bucket)."""
     return (to_date(week) - _MONDAY).days * _SHIFT + number
-
-
-def _cell(wanted: tuple[Any, ...]) -> int:
-    """The ``cell`` pass 2 gives a wanted (kind, *key, bucket, rank inside)."""
-    if wanted[0] == "week":
-        return _week_code(wanted[1], wanted[-2])
-    return wanted[-2] + _KINDS.index(wanted[0]) * _SHIFT
 
 
 def _stored_in(numbers: set[int]) -> Any:
@@ -238,45 +228,39 @@ def _pick(
     days = cast(type_coerce(sql.week_start(), DateTime()), Date) - _MONDAY
     code = case((is_inside, cast(days, BigInteger) * _SHIFT + in_bucket))
     combined = set().union(*(buckets[kind] for kind in PICK))
-    cand = (
-        select(*FINEST, week.label("week"), in_bucket.label("bucket"), wait.label("wait"),
-               code.label("code"))
+    candidates = (
+        select(*FINEST, week.label("week"), in_bucket.label("bucket"), wait.label("wait"))
         .where(*window_conditions(window), wait.is_not(None),
                _stored_in(combined | buckets["week"]),
                or_(in_bucket.in_(sorted(combined)),
                    and_(in_bucket.in_(sorted(buckets["week"])), code.in_(sorted(week_codes)))))
-        .cte("cand")
     )
-    columns = [cand.c.approver, cand.c.approver_level, cand.c.team, cand.c.decision_rule]
-    parts = []
-    for index, kind in enumerate(_KINDS):
-        if not buckets[kind]:
-            continue
-        keys = [cand.c.week] if kind == "week" else [columns[p] for p in PICK[kind]]
-        keep = (cand.c.code.in_(sorted(week_codes)) if kind == "week"
-                else cand.c.bucket.in_(sorted(buckets[kind])))
-        shown = [(c if c in keys else cast(null(), c.type)).label(c.key)
-                 for c in (*columns, cand.c.week)]
-        order = func.row_number().over(partition_by=[*keys, cand.c.bucket],
-                                       order_by=cand.c.wait) - 1
-        cell = cand.c.code if kind == "week" else cand.c.bucket + index * _SHIFT
-        parts.append(select(literal(index).label("kind"), *shown, cand.c.bucket,
-                            order.label("inside"), cand.c.wait,
-                            cast(cell, Numeric).label("cell")).where(keep))
-    ranked = union_all(*parts).subquery("ranked")
-    # only the rows at a wanted (cell, rank inside it); the key is checked below
-    cells = {_cell(key) * 2**32 + key[-1] for key in wanted}
+    # the few waits of the wanted cells, ranked here: gathered per finest group and bucket
+    # (one dictionary step a wait), those lists joined per wanted cell, each cell sorted once
+    by_finest: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+    by_week: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+    for approver, level, team, rule, week_of, number, value in (
+            session.connection().execute(candidates)):
+        by_finest[(approver, level, team, rule, number)].append(value)
+        if week_of is not None:
+            by_week[("week", week_of, number)].append(value)
+    places: dict[tuple[Any, ...], list[tuple[int, _Group, int]]] = defaultdict(list)
+    for place, (group, rank) in wanted.items():
+        places[place[:-1]].append((int(place[-1]), group, rank))
+    ranked: dict[tuple[Any, ...], list[float]] = {key: by_week[key] for key in places
+                                                  if key[0] == "week" and key in by_week}
+    for cell_key, values in by_finest.items():
+        for kind, positions in PICK.items():
+            within = (kind, *(cell_key[p] for p in positions), cell_key[-1])
+            if within in places:
+                ranked.setdefault(within, []).extend(values)
     found = 0
-    packed = ranked.c.cell * 2**32 + ranked.c.inside
-    for row in session.execute(select(ranked).where(packed.in_(sorted(cells)))):
-        kind = _KINDS[row.kind]
-        finest = (row.approver, row.approver_level, row.team, row.decision_rule)
-        key = [row.week] if kind == "week" else [finest[p] for p in PICK[kind]]
-        hit = wanted.get((kind, *key, row.bucket, row.inside))
-        if hit is not None:
-            group, rank = hit
-            group.waits.picked[rank] = row.wait
-            found += 1
+    for cell, values in ranked.items():
+        values.sort()
+        for inside, group, rank in places[cell]:
+            if inside < len(values):
+                group.waits.picked[rank] = values[inside]
+                found += 1
     return found == len(wanted)
 
 

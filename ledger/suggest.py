@@ -25,7 +25,7 @@ from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from ledger.answers import OBJECTED, is_rejection
@@ -141,26 +141,35 @@ def _candidates(session: Session, since: datetime) -> tuple[list[Any], list[Any]
 
     A median is at most X only if at least half the values are (and at least Y only if at
     least half are), so groups failing that are dropped before any row is read: on a
-    large ledger only the few groups that may be suggested come back to Python.
+    large ledger only the few groups that may be suggested come back to Python. One
+    scan counts per (rule, approver), for both checks; a rule's counts are their sums.
     """
     dialect = Dialect(session)
     approval = dialect.seconds(func.coalesce(W.reached_at, W.started_at), W.ended_at)
-    n = func.count()
-    fast = func.sum(case((approval <= MAX_APPROVAL.total_seconds(), 1), else_=0))
-    long = func.sum(case((dialect.wait() >= MIN_WAIT.total_seconds(), 1), else_=0))
-    pairs = session.execute(
-        select(W.decision_rule, W.approver)
-        .where(W.started_at >= since, W.ended_at.is_not(None), W.decision_rule.is_not(None),
-               W.approver.is_not(None), W.approver_level.is_not(None))
+    decided = (W.ended_at.is_not(None), W.approver.is_not(None), W.approver_level.is_not(None))
+    query = (
+        select(W.decision_rule, W.approver, func.count().label("episodes"),
+               func.count().filter(W.flagged.is_not(True)).label("unflagged"),
+               func.count().filter(*decided).label("ended"),
+               func.count().filter(*decided, approval <= MAX_APPROVAL.total_seconds())
+               .label("fast"),
+               func.count().filter(*decided, dialect.wait() >= MIN_WAIT.total_seconds())
+               .label("long"))
+        .where(W.started_at >= since, W.decision_rule.is_not(None))
         .group_by(W.decision_rule, W.approver)
-        .having(n >= MIN_WAITS, 2 * fast >= n - 1, 2 * long >= n - 1)
-    ).all()
-    rules = session.execute(
-        select(W.decision_rule).where(W.started_at >= since, W.decision_rule.is_not(None))
-        .group_by(W.decision_rule)
-        .having(n >= MIN_WAITS, func.sum(case((W.flagged.is_(True), 0), else_=1)) == 0)
-    ).all()
-    return list(pairs), [r.decision_rule for r in rules]
+    )
+    pairs = []
+    per_rule: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in session.execute(query):
+        if (row.approver is not None and row.ended >= MIN_WAITS
+                and 2 * row.fast >= row.ended - 1 and 2 * row.long >= row.ended - 1):
+            pairs.append(row)
+        counts = per_rule[row.decision_rule]
+        counts[0] += row.episodes
+        counts[1] += row.unflagged
+    rules = [rule for rule, (episodes, unflagged) in sorted(per_rule.items())
+             if episodes >= MIN_WAITS and unflagged == 0]
+    return pairs, rules
 
 
 def suggestions(session: Session, rules: Rules, since: datetime, now: datetime) -> list[Suggestion]:

@@ -9,7 +9,7 @@ that already touches ``ix_waits_open``). Every window excludes the open waits of
 tickets: ``ix_tickets_deleted`` holds just those tickets' ids (usually none), so the
 exclusion reads an index of a few entries instead of the whole ``tickets`` table.
 
-PostgreSQL only: statistics on two expressions the report groups by, the percentile
+PostgreSQL 14 and later only: statistics on two expressions the report groups by, the percentile
 bucket of a wait (``ledger.percentiles.bucket``) and the week a wait ended
 (``ledger.loop.delegation``). Without them the planner takes every wait for a group of
 its own, and a group-per-wait hash table is too big to build in parallel; with them it
@@ -50,7 +50,9 @@ def upgrade() -> None:
         gap = sa.text("competence_gap IS TRUE")
         batch_op.create_index("ix_waits_gap", ["started_at"], unique=False,
                               postgresql_where=gap, sqlite_where=gap)
-    if op.get_bind().dialect.name == "postgresql":
+    bind = op.get_bind()
+    # expression statistics came with PostgreSQL 14; older servers plan without them
+    if bind.dialect.name == "postgresql" and (bind.dialect.server_version_info or (0,)) >= (14,):
         for name, expression in STATISTICS.items():
             op.execute(f"CREATE STATISTICS {name} ON ({expression}) FROM approval_waits")
 

@@ -14,6 +14,7 @@ from connector.payload import PayloadError, decode_body
 from jobs.inbox import accept
 from rules.model import utc_now
 from service.metrics import count
+from service.settings import Settings
 from webhooks.auth import signature_problem, token_problem
 from webhooks.extension import app_runtime
 
@@ -25,8 +26,7 @@ def _error(status: int, message: str, **headers: str) -> Any:
     return jsonify(error=message, status=status), status, headers
 
 
-def _auth_problem(body: bytes) -> str | None:
-    settings = app_runtime().settings
+def _auth_problem(settings: Settings, body: bytes) -> str | None:
     if not (settings.webhook_secret or settings.webhook_token):
         return None  # development mode; production refuses to start like this
     problems = []
@@ -57,12 +57,13 @@ def delivery_id_for(body: bytes) -> str:
 def receive() -> Any:
     runtime = app_runtime()
     body = request.get_data(cache=False)
-    problem = _auth_problem(body)
+    problem = _auth_problem(runtime.settings, body)
     if problem is not None:
         log.warning("jira.delivery.unauthorised", extra={"reason": problem})
         count(runtime.redis, "deliveries", "unauthorised")
         return _error(401, "webhook authentication failed")
-    if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
         count(runtime.redis, "deliveries", "rejected")
         return _error(415, "send the webhook as application/json")
     try:

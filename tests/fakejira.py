@@ -21,42 +21,16 @@ from typing import Any, Literal
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
+from tests.fakejira_directory import (
+    DEFAULT_FIELDS,
+    DEFAULT_STATUSES,
+    JiraDirectory,
+)
+from tests.fakejira_directory import jira_error as _error
+from tests.fakejira_jql import jql_list, matching_keys
+
 SEARCH_PAGE_LIMIT = 100
 CHANGELOG_IN_ISSUE = 20  # expand=changelog returns only the latest entries
-
-
-#: a site's fields as ``GET /rest/api/2/field`` lists them (system and custom)
-DEFAULT_FIELDS: tuple[dict[str, Any], ...] = (
-    {"id": "summary", "key": "summary", "name": "Summary", "custom": False,
-     "schema": {"type": "string", "system": "summary"}},
-    {"id": "assignee", "key": "assignee", "name": "Assignee", "custom": False,
-     "schema": {"type": "user", "system": "assignee"}},
-    {"id": "customfield_10050", "key": "customfield_10050", "name": "Approver", "custom": True,
-     "clauseNames": ["cf[10050]", "Approver"],
-     "schema": {"type": "user", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:userpicker",
-                "customId": 10050}},
-    {"id": "customfield_10051", "key": "customfield_10051", "name": "Reviewers", "custom": True,
-     "clauseNames": ["cf[10051]", "Reviewers"],
-     "schema": {"type": "array", "items": "user",
-                "custom": "com.atlassian.jira.plugin.system.customfieldtypes:multiuserpicker",
-                "customId": 10051}},
-    {"id": "customfield_10052", "key": "customfield_10052", "name": "Approval notes", "custom": True,
-     "clauseNames": ["cf[10052]"],
-     "schema": {"type": "string", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textarea",
-                "customId": 10052}},
-    {"id": "customfield_10010", "key": "customfield_10010", "name": "Approvals", "custom": True,
-     "clauseNames": ["cf[10010]", "Approvals"],
-     "schema": {"type": "sd-approvals",
-                "custom": "com.atlassian.servicedesk.approvals-plugin:sd-approvals",
-                "customId": 10010}},
-    {"id": "customfield_10060", "key": "customfield_10060", "name": "Cost", "custom": True,
-     "clauseNames": ["cf[10060]", "Cost"],
-     "schema": {"type": "number", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:float",
-                "customId": 10060}},
-)
-DEFAULT_STATUSES = (("1", "To Do", "new"), ("3", "In Progress", "indeterminate"),
-                    ("10100", "Awaiting Approval", "indeterminate"),
-                    ("10101", "Code Review", "indeterminate"), ("10001", "Done", "done"))
 
 
 @dataclass
@@ -89,19 +63,7 @@ class Hold:
         self.released.set()
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None,
-           body: str | None = None) -> Response:
-    if body is not None:
-        response = Response(body, content_type="text/html;charset=UTF-8")
-    else:
-        response = jsonify(errorMessages=[message], errors={})
-    response.status_code = status
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
-
-
-class FakeJira:
+class FakeJira(JiraDirectory):
     def __init__(self, deployment: Literal["Cloud", "Server"] = "Cloud", *,
                  user: str = "bot@acme.example", token: str | None = None) -> None:
         self.deployment = deployment
@@ -178,43 +140,6 @@ class FakeJira:
         self.stop()
 
     # -- users, statuses and fields (``rules check --against-jira``, DC user keys) ----------
-    def add_known_user(self, display_name: str, *, account_id: str | None = None,
-                       name: str | None = None, key: str | None = None) -> dict[str, Any]:
-        """A user Jira knows, without an email: Cloud by accountId, Server/DC by username and key."""
-        jira_id = (account_id or name) if self.deployment == "Cloud" else name
-        return self.add_user(str(jira_id), display_name, "", email_visible=False, key=key)
-
-    def _find_user(self, args: Any) -> dict[str, Any] | None:
-        lookups = (("accountId", "accountId"), ("username", "name"), ("key", "key"))
-        for param, attribute in lookups:
-            wanted = args.get(param)
-            if wanted:
-                return next((u["user"] for u in self.users
-                             if u["user"].get(attribute) == wanted), None)
-        return None
-
-    def _add_metadata_routes(self, app: Flask) -> None:
-        fake = self
-
-        @app.get("/rest/api/2/user")
-        def get_user() -> Any:
-            if not any(request.args.get(p) for p in ("accountId", "username", "key")):
-                return _error(400, "The username query parameter was not provided")
-            if fake.deployment == "Cloud" and not request.args.get("accountId"):
-                return _error(400, "The accountId query parameter needs to be provided")
-            user = fake._find_user(request.args)
-            if user is None:
-                return _error(404, "The user named '{0}' does not exist")
-            return jsonify(user)
-
-        @app.get("/rest/api/2/status")
-        def list_statuses() -> Any:
-            return jsonify(fake.statuses)
-
-        @app.get("/rest/api/2/field")
-        def list_fields() -> Any:
-            return jsonify(fake.fields)
-
     # -- test controls: holding requests, seeding comments --------------------------------
     def hold_next(self, method: str, path_regex: str, times: int = 1) -> Hold:
         """Hold the next ``times`` matching requests (after authentication) until released."""
@@ -296,8 +221,8 @@ class FakeJira:
                 return _error(400, "The nextPageToken is invalid or has expired.")
             keys, start = self._searches[snapshot], int(start_at or 0)
         else:
-            keys, unknown = self._matching(jql)
-            wrong = [v for v in self._jql_list(jql, "status") or []
+            keys, unknown = matching_keys(self.issues, jql)
+            wrong = [v for v in jql_list(jql, "status") or []
                      if self.known_statuses is not None and v.lower() not in self.known_statuses]
             if wrong:
                 return _error(400, f"The value '{wrong[0]}' does not exist for the field 'status'.")
@@ -319,46 +244,6 @@ class FakeJira:
         return jsonify(body)
 
     # -- JQL: ``project =``, ``key in (…)``, ``status in (…)``, ``project in (…)`` -----------
-    @staticmethod
-    def _jql_list(jql: str, field: str) -> list[str] | None:
-        match = re.search(rf"\b{field}\s+in\s*\(([^)]*)\)", jql, re.IGNORECASE)
-        if match is None:
-            return None
-        return [v.strip().strip('"').strip("'") for v in match.group(1).split(",") if v.strip()]
-
-    def _matching(self, jql: str) -> tuple[list[str], list[str]]:
-        """The keys the JQL selects, in key order, and the asked-for keys Jira does not have.
-
-        Linear in the issues (a ``key in`` clause: in the keys named), so a search over
-        many issues measures the client, not this fake.
-        """
-        unknown: list[str] = []
-        wanted = self._jql_list(jql, "key")
-        if wanted is not None:
-            unknown = [k for k in wanted if k not in self.issues]
-            keys = [k for k in dict.fromkeys(wanted) if k in self.issues]
-        else:
-            keys = list(self.issues)
-        keys.sort(key=lambda k: (k.rsplit("-", 1)[0], int(k.rsplit("-", 1)[1])))
-        project = re.search(r"project\s*=\s*\"?(\w+)", jql, re.IGNORECASE)
-        if project:
-            keys = [k for k in keys if k.startswith(project.group(1).upper() + "-")]
-        statuses = self._jql_list(jql, "status")
-        if statuses is not None:
-            lowered = {v.lower() for v in statuses}
-
-            def in_status(key: str) -> bool:
-                status = self.issues[key]["fields"].get("status") or {}
-                return (str(status.get("name") or "").lower() in lowered
-                        or str(status.get("id") or "").lower() in lowered)
-
-            keys = [k for k in keys if in_status(k)]
-        projects = self._jql_list(jql, "project")
-        if projects is not None:
-            upper = {p.upper() for p in projects}
-            keys = [k for k in keys if k.rsplit("-", 1)[0] in upper]
-        return keys, unknown
-
     def _build(self) -> Flask:
         app = Flask("fakejira")
         fake = self
@@ -485,58 +370,3 @@ class FakeJira:
         return app
 
     # -- the directory: users, fields, statuses ------------------------------------------
-    def add_user(self, jira_id: str, display_name: str, email: str, *, active: bool = True,
-                 email_visible: bool = True, key: str | None = None) -> dict[str, Any]:
-        """A user as this deployment shows it: Cloud by accountId, Server by username (and key)."""
-        user: dict[str, Any] = {"displayName": display_name, "active": active}
-        if self.deployment == "Cloud":
-            user.update(accountId=jira_id, accountType="atlassian")
-        else:
-            user.update(name=jira_id, key=key or jira_id)
-        if email_visible:
-            user["emailAddress"] = email
-        self.users.append({"user": user, "email": email})
-        return dict(user)
-
-    def _directory_routes(self, app: Flask) -> None:
-        fake = self
-
-        def starts(value: str, text: str) -> bool:
-            """Jira matches the prefix of an attribute or of one of its words."""
-            value, text = value.lower(), text.lower()
-            return value.startswith(text) or any(w.startswith(text) for w in value.split())
-
-        @app.get("/rest/api/<int:version>/user/search")
-        def user_search(version: int) -> Any:
-            limit = min(int(request.args.get("maxResults", 50)), 1000)
-            if fake.deployment == "Cloud":
-                if request.args.get("username"):
-                    return _error(400, "The query parameter 'username' is not supported in GDPR "
-                                       "strict mode.")
-                text = request.args.get("query", "")
-                if not text:
-                    return _error(400, "One of 'query' or 'accountId' query parameters must be "
-                                       "provided.")
-                found = [u["user"] for u in fake.users
-                         if starts(u["user"]["displayName"], text) or starts(u["email"], text)]
-            else:
-                text = request.args.get("username", "")
-                if not text:
-                    return _error(400, "The username query parameter was not provided")
-                found = [u["user"] for u in fake.users
-                         if starts(u["user"]["name"], text) or starts(u["user"]["displayName"], text)
-                         or starts(u["email"], text)]
-            for user in found:
-                ident = (f"accountId={user['accountId']}" if "accountId" in user
-                         else f"username={user['name']}")
-                user.setdefault("self", f"{fake.url}/rest/api/{version}/user?{ident}")
-            return jsonify(found[:limit])
-
-        @app.get("/rest/api/<int:version>/field")
-        def fields(version: int) -> Any:
-            return jsonify(fake.fields)
-
-        @app.get("/rest/api/<int:version>/status")
-        def statuses(version: int) -> Any:
-            return jsonify([{"self": f"{fake.url}/rest/api/{version}/status/{s['id']}",
-                             "description": "", **s} for s in fake.statuses])

@@ -27,6 +27,7 @@ from connector.events import (
     IssueChanged,
     IssueDeleted,
     LinkCreated,
+    Event,
     parse_event,
 )
 from connector.payload import decode_body
@@ -37,7 +38,7 @@ from ledger import answers
 from ledger.answers import ACKNOWLEDGED, OBJECTED, REOPENED
 from ledger.db import insert_new
 from ledger.models import Delivery, Intent, TicketRecord
-from ledger.people import remember_users, username_for_key
+from ledger.people import SeenUser, remember_users_at, username_for_key
 from ledger.waits import (
     add_comment,
     close_wait,
@@ -92,13 +93,41 @@ class Applied:
     extra: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class Read:
+    """A delivery decoded and parsed, not applied yet."""
+
+    delivery_id: str
+    body: str
+    received: datetime
+    payload: Any
+    event: Event
+
+    def users(self) -> list[tuple[SeenUser, datetime]]:
+        """The Jira users it names, each with the time it shows them: names to show for
+        people missing from the rules file, and Data Center keys to usernames."""
+        return [(user, self.event.at) for user in users_seen(self.payload)]
+
+
+def read_delivery(delivery_id: str, body: str, received_at: str) -> Read:
+    """Decode and parse one delivery (raises on a body that cannot be applied)."""
+    received = datetime.fromisoformat(received_at)
+    payload = decode_body(body)
+    return Read(delivery_id, body, received, payload, parse_event(payload, received_at=received))
+
+
 def apply_delivery(
     session: Session, rules: Rules, delivery_id: str, body: str, received_at: str
 ) -> Applied:
-    """Apply one webhook delivery to the ledger in ``session``; the caller commits."""
-    received = datetime.fromisoformat(received_at)
-    payload = decode_body(body)
-    event = parse_event(payload, received_at=received)
+    """Apply one webhook delivery to the ledger in ``session``, its users first; the caller commits."""
+    read = read_delivery(delivery_id, body, received_at)
+    remember_users_at(session, read.users())
+    return apply_read(session, rules, read)
+
+
+def apply_read(session: Session, rules: Rules, read: Read) -> Applied:
+    """Apply a parsed delivery, its users already remembered (a batch writes them first)."""
+    delivery_id, body, received, event = read.delivery_id, read.body, read.received, read.event
     key = getattr(event, "key", None)
     extra = {"delivery": delivery_id, "issue": key, "webhook_event": event.event}
     transition_key = event.transition_key if isinstance(event, IssueChanged) else None
@@ -110,8 +139,6 @@ def apply_delivery(
     if row is None:  # recorded before: Jira's retry, rq's, or the same transition re-sent
         return Applied("duplicate", (), received, extra)
     comments: list[int] = []
-    # names to show for people missing from the rules file; Data Center keys to usernames
-    remember_users(session, users_seen(payload), event.at)
     if isinstance(event, IssueChanged):
         category = _known_category(session, event)
         outcome, comments = apply_issue_change(session, event, rules, delivery_id)

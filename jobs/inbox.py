@@ -28,7 +28,8 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from jobs.deliveries import after_commit, apply_delivery
+from jobs.deliveries import after_commit, apply_read, read_delivery
+from ledger.people import remember_users_at
 from service.metrics import COUNTERS, count
 from service.runtime import Runtime, current_runtime
 
@@ -148,18 +149,30 @@ def _process(runtime: Runtime, entries: list[Any], in_hand: str) -> None:
     costs more than a delivery's own work), while a delivery that fails is rolled back
     alone and set aside for another try. The entries leave the "in hand" list only
     after the commit: a worker killed before it leaves them all to be done again.
+
+    The Jira users every delivery names (the same few people, in every batch) are
+    written first, all at once in one order, then the tickets one by one in one order:
+    two workers' batches take their row locks in the same order and cannot deadlock.
     """
-    applied, failed = [], []
+    applied, failed, reads = [], [], []
+    for entry in sorted(entries, key=_lock_order):
+        delivery_id = "unreadable"
+        try:
+            delivery_id, received_at, body = decode(entry)
+            reads.append((entry, read_delivery(delivery_id, body, received_at)))
+        except Exception:
+            log.exception("jira.delivery.error", extra={"delivery": delivery_id})
+            count(runtime.redis, "processed", "error")
+            failed.append(entry)
     with runtime.sessions() as session:
-        for entry in sorted(entries, key=_lock_order):
-            delivery_id = "unreadable"
+        remember_users_at(session, [user for _, read in reads for user in read.users()])
+        for entry, read in reads:
             try:
-                delivery_id, received_at, body = decode(entry)
                 rules = runtime.rules.require()
                 with session.begin_nested():
-                    applied.append(apply_delivery(session, rules, delivery_id, body, received_at))
+                    applied.append(apply_read(session, rules, read))
             except Exception:
-                log.exception("jira.delivery.error", extra={"delivery": delivery_id})
+                log.exception("jira.delivery.error", extra={"delivery": read.delivery_id})
                 count(runtime.redis, "processed", "error")
                 failed.append(entry)
         session.commit()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from ledger.db import fit
 from ledger.models import JiraUser
 
 #: One seen user: ``jira_id`` (accountId or username), ``key``, ``display_name``, ``email``.
@@ -22,23 +24,40 @@ SeenUser = Mapping[str, str | None]
 
 def remember_users(session: Session, users: Iterable[SeenUser], at: datetime) -> None:
     """Insert users not seen before; refresh name, email and key of those that changed."""
-    wanted = {u["jira_id"]: u for u in users if u.get("jira_id")}
+    remember_users_at(session, ((user, at) for user in users))
+
+
+def remember_users_at(session: Session, seen: Iterable[tuple[SeenUser, datetime]]) -> None:
+    """``remember_users`` for users seen at different times (a batch of deliveries): each
+    user as the latest delivery that names them shows them, written in one statement order.
+
+    A worker's batch writes all its users first, in this one order, and touches them no
+    more: two batches then take the users' rows in the same order, before any ticket's,
+    and cannot deadlock over them (every delivery names the same few people).
+    """
+    wanted: dict[str, tuple[SeenUser, datetime]] = {}
+    for user, at in seen:
+        jira_id = user.get("jira_id")
+        if jira_id and (jira_id not in wanted or at >= wanted[jira_id][1]):
+            wanted[jira_id] = (user, at)
     if not wanted:
         return
+    # Write first, all new users in one statement, in one order: a concurrent batch
+    # inserting the same ones waits for this one's commit, never the other way round; and
+    # on SQLite the batch takes the write lock before it reads (no stale read to upgrade).
+    table = JiraUser.__table__
+    rows = [{"jira_id": fit(table.c.jira_id.type, jira_id), "user_key": fit(table.c.user_key.type, user.get("key")),
+             "display_name": fit(table.c.display_name.type, user.get("display_name")),
+             "email": fit(table.c.email.type, user.get("email")), "seen_at": at}
+            for jira_id, (user, at) in sorted(wanted.items())]
+    upsert: Any = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(upsert(table).values(rows).on_conflict_do_nothing(index_elements=["jira_id"]))
     known = {row.jira_id: row for row in session.scalars(
         select(JiraUser).where(JiraUser.jira_id.in_(list(wanted))))}
-    # in one order everywhere (concurrent batches lock the same rows in the same order,
-    # so they cannot deadlock), and written only when something changed
-    for jira_id, user in sorted(wanted.items()):
+    # those that changed, in the same order, and only when something changed
+    for jira_id, (user, at) in sorted(wanted.items()):
         row = known.get(str(jira_id))
         if row is None:
-            try:
-                with session.begin_nested():
-                    session.add(JiraUser(jira_id=jira_id, user_key=user.get("key"),
-                                         display_name=user.get("display_name"),
-                                         email=user.get("email"), seen_at=at))
-            except IntegrityError:  # another worker recorded the same user just now
-                pass
             continue
         if row.seen_at is not None and row.seen_at > at:
             continue  # a late delivery: the newer name stands

@@ -1,4 +1,4 @@
-"""``python -m bench [intake|worker|report|backfill|latency|reconcile|all]``: figures as ratios, into bench/results/."""
+"""``python -m bench [intake|worker|report|backfill|latency|reconcile|faults|all]``: figures as ratios, into bench/results/."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 def main(argv: list[str]) -> int:
     names = argv or ["all"]
-    order = ["intake", "worker", "latency", "backfill", "report", "reconcile"]
+    order = ["intake", "worker", "latency", "backfill", "report", "reconcile", "faults"]
     chosen = order if names == ["all"] else names
     unknown = [n for n in chosen if n not in order]
     if unknown:

@@ -1,4 +1,4 @@
-"""``python -m bench [intake|worker|report|backfill|latency|reconcile|all] [--sizes 100k,1M]``:
+"""``python -m bench [intake|worker|report|backfill|latency|reconcile|faults|all] [--sizes 100k,1M]``:
 figures as ratios, into bench/results/ (``--sizes`` is the report's)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 def main(argv: list[str]) -> int:
     options = argv[next((i for i, a in enumerate(argv) if a.startswith("--")), len(argv)):]
     names = argv[:len(argv) - len(options)] or ["all"]
-    order = ["intake", "worker", "latency", "backfill", "report", "reconcile"]
+    order = ["intake", "worker", "latency", "backfill", "report", "reconcile", "faults"]
     chosen = order if names == ["all"] else names
     unknown = [n for n in chosen if n not in order]
     if unknown:

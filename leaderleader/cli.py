@@ -143,6 +143,11 @@ def serve(host: str, port: int, worker: bool) -> None:
             embedded.stop()
 
 
+#: the longest wait between two tries to reach Redis or the database again during an
+#: outage (the first after 1 s, then doubling): a process is back at work within this
+#: of the outage's end, however long it lasted; a try costs one connection attempt
+RECONNECT_MAX = 10.0
+
 #: seconds between the scheduler's rounds: a killed worker's deliveries are back in the
 #: inbox within a lease (20 s) and a round
 ROUND_EVERY = 15
@@ -197,7 +202,7 @@ def worker(burst: bool) -> None:
     # worker waits for a job for worker_ttl - 15 s before it looks again: keep that short.
     # rq rides out short Redis blips inside its loop, but some of its calls (heartbeat,
     # registration) end work() with a connection error: start it again, waiting longer
-    # each time (up to a minute), instead of exiting.
+    # each time (up to RECONNECT_MAX), instead of exiting.
     runtime.redis.ping()  # unreachable at the start: a setting to fix, said in one line
     log = logging.getLogger("leaderleader.worker")
     pause = 1.0
@@ -213,7 +218,7 @@ def worker(burst: bool) -> None:
         except redis.RedisError as error:
             log.warning("worker.redis_lost", extra={"reason": _one_line(error), "retry_in": pause})
             time.sleep(pause)
-            pause = min(pause * 2, 60.0)
+            pause = min(pause * 2, RECONNECT_MAX)
 
 
 @main.command()
@@ -239,22 +244,25 @@ def scheduler(every: int, once: bool) -> None:
             click.echo(str(run_round(runtime)))
         return
     log = logging.getLogger("leaderleader.scheduler")
-    pause = float(every)
+    pause = 0.0
     while True:
-        # A Redis or database outage fails a round; the scheduler waits (longer each time,
-        # up to a minute) and carries on, instead of exiting and waiting to be restarted.
+        # A Redis or database outage fails a round; the scheduler tries again soon (1 s,
+        # then longer each time, up to RECONNECT_MAX and never longer than a round) and
+        # carries on, instead of exiting and waiting to be restarted: the round that
+        # follows an outage has work to do (a dead worker's deliveries, pending comments).
         try:
             with runtime.activate():
                 done = run_round(runtime)
         except (redis.RedisError, SQLAlchemyError) as error:
-            pause = min(max(pause * 2, 1.0), 60.0)
+            pause = min(max(pause * 2, 1.0), RECONNECT_MAX, float(every))
             log.warning("scheduler.round.failed", extra={"reason": _one_line(error),
                                                          "retry_in": pause})
-        else:
-            pause = float(every)
-            if done:
-                click.echo(str(done))
-        time.sleep(pause)
+            time.sleep(pause)
+            continue
+        pause = 0.0
+        if done:
+            click.echo(str(done))
+        time.sleep(every)
 
 
 @main.command()

@@ -28,12 +28,13 @@ import redis
 from sqlalchemy import event, func, select, text
 
 from connector.shapes import users_seen
-from jobs.inbox import _process, decode, encode, inbox_key
+from jobs.inbox import _process, decode, encode, enqueue_drain, inbox_key
 from jobs.outstanding import outstanding
 from ledger.models import ApprovalWait, Base, Comment, Delivery, Intent, JiraUser, TicketRecord
 from rules.model import utc_now
 from tests.conftest import fixture_json, post_webhook, run_worker
 from tests.test_faults import ROOT, _worker_env
+from tests.test_recovery import _LedgerLock, _wait_for
 from webhooks.extension import app_runtime
 
 ENTER, INTENT, LEAVE = ("issue_updated__cloud_deploy_handed_to_director",
@@ -280,3 +281,56 @@ def test_batches_seeing_the_same_new_people_record_them_in_one_order(app, caplog
         people = sorted(session.scalars(select(JiraUser.jira_id)))
         tickets = sorted(session.scalars(select(TicketRecord.key)))
     assert people == ["5b10a2844c20165700ede21g", "dana.k"] and tickets == ["PAY-1", "PAY-2"]
+
+
+def _batch(first: int, purchase_first: bool) -> list[tuple[str, bytes]]:
+    """50 tickets (one worker's batch), alternating the people they name, from ``first`` on."""
+    out = []
+    for n in range(50):
+        name = PURCHASE if (n % 2 == 0) == purchase_first else ENTER
+        body = fixture_json(name)
+        key, issue_id = f"PAY-{first + n}", str(60000 + first + n)
+        body["issue"].update(key=key, id=issue_id)
+        body["changelog"]["id"] = str(70000 + first + n)
+        out.append((f"{key}-enter", json.dumps(body).encode()))
+    return out
+
+
+PURCHASE = "issue_updated__cloud_purchase_manager_approves"
+
+
+def test_two_batches_naming_new_people_in_other_orders_do_not_deadlock(make_app, redis_conn):
+    """Each delivery names two people (a deploy: Bob and Dana; a purchase: Alice and Carol),
+    none known yet. One batch meets Alice first, the other Bob: were the people written
+    delivery by delivery, each worker would hold one pair and wait for the other's (on
+    PostgreSQL: DeadlockDetected, deliveries set aside and applied late). Both workers are
+    held at the ledger until each has its batch in hand, so they start together."""
+    app = make_app()
+    runtime = app_runtime(app)
+    for delivery, body in _batch(300, purchase_first=True) + _batch(400, purchase_first=False):
+        assert post_webhook(app, body, delivery=delivery).status_code == 202
+    enqueue_drain(runtime)  # a second drain job: one per worker
+    url = os.environ.get("REDIS_URL") or "unix://" + redis_conn.socket_file
+    env = _worker_env(runtime.settings, url, "")
+    env.pop("JIRA_URL")
+    workers: list[subprocess.Popen[str]] = []
+    try:
+        with _LedgerLock(runtime):
+            workers = [subprocess.Popen([sys.executable, "-m", "leaderleader", "worker", "--burst"],
+                                        cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True) for _ in range(2)]
+            _wait_for(lambda: outstanding(runtime).in_hand == 100, 60, "both workers to take a batch")
+        logs = [worker.communicate(timeout=120)[1] for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.communicate(timeout=10)
+    assert [worker.returncode for worker in workers] == [0, 0], logs
+    failures = [line for errors in logs for line in errors.splitlines()
+                if "Deadlock" in line or "jira.delivery.error" in line]
+    assert failures == [], failures[:4]
+    run_worker(app)
+    assert outstanding(runtime).total == 0, [errors[-2000:] for errors in logs]
+    with runtime.sessions() as session:
+        assert len(session.scalars(select(ApprovalWait)).all()) == 100

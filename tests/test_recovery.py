@@ -215,3 +215,36 @@ def test_a_pending_comment_without_a_job_gets_one_and_a_retrying_one_keeps_its_b
     assert requeue_pending(runtime) == 1
     assert [j.id for j in runtime.queue.jobs] == [f"leaderleader-comment-{ids[0]}"]
     assert requeue_pending(runtime) == 0  # now queued: not again
+
+
+def test_the_scheduler_is_back_within_seconds_of_a_redis_outage(settings, tmp_path):
+    """A round that failed on the outage is tried again soon, not a doubled round later: the
+    round after an outage has work to do (here a delivery set aside for another try)."""
+    port, data = _free_port(), tmp_path / "redis"
+    data.mkdir()
+    server = _start_redis(port, data)
+    runtime = Runtime.build(settings, connection=redis.Redis(port=port))
+    env = {**_worker_env(settings, f"redis://127.0.0.1:{port}/0", ""),
+           "LEADERLEADER_RECONCILE_SECONDS": "0"}
+    env.pop("JIRA_URL")
+    log = tmp_path / "scheduler.log"
+    with log.open("wb") as out:  # rounds every 15 s, the default
+        scheduler = subprocess.Popen([sys.executable, "-m", "leaderleader", "scheduler"], cwd=ROOT,
+                                     env=env, stdout=out, stderr=out, start_new_session=True)
+    try:
+        time.sleep(2)  # started: its first round is done
+        server.kill()  # Redis dies; the next round fails
+        server.wait(timeout=10)
+        _wait_for(lambda: b"scheduler.round.failed" in log.read_bytes(), 40, "a failed round")
+        server = _start_redis(port, data)
+        runtime.redis.rpush(inbox_key(runtime) + ":retry",
+                            encode("set-aside", utc_now().isoformat(), fixture_body(PURCHASE).decode()))
+        _wait_for(lambda: runtime.redis.llen(inbox_key(runtime) + ":retry") == 0, 10,
+                  "the first round after the outage", lambda: log.read_text()[-1000:])
+        assert scheduler.poll() is None
+    finally:
+        os.killpg(scheduler.pid, signal.SIGKILL)
+        scheduler.wait(timeout=10)
+        server.terminate()
+        server.wait(timeout=10)
+        runtime.engine.dispose()

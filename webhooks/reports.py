@@ -105,6 +105,8 @@ def parse_window(args: Any) -> Window:
         value = (args.get(name) or "").strip()
         if len(value) > MAX_FILTER_LENGTH:
             raise BadFilter(f"{name} must be at most {MAX_FILTER_LENGTH} characters")
+        if not value.isprintable():  # PostgreSQL refuses a NUL in text outright
+            raise BadFilter(f"{name} must not contain control characters")
         names[name] = value or None
     return Window(since=since, until=until, project=names["project"], team=names["team"])
 

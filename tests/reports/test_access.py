@@ -55,6 +55,8 @@ def test_query_token_only_for_the_html_page(report_app: Flask) -> None:
     ("limit=0", "limit must be a whole number from 1 to 500"),
     ("limit=ten", "limit must be a whole number from 1 to 500"),
     ("project=" + "P" * 129, "project must be at most 128 characters"),
+    ("project=PAY%00", "project must not contain control characters"),
+    ("team=pay%0Aments", "team must not contain control characters"),
 ])
 def test_400_for_bad_filters(report_app: Flask, query: str, message: str) -> None:
     response = report_app.test_client().get(f"/reports/bottlenecks?{query}", headers=bearer())

@@ -11,7 +11,8 @@ delivery id, so none is a duplicate) to ``POST /webhooks/jira``.
   JSON body and answers 202 with a small JSON document: the least a Python web tier can
   do with a delivery, so the ratio says what our work costs on top of Flask and gunicorn.
 - Both run at the same time under one gunicorn command line (same worker count and
-  class, same log level), each with its stderr sent to a log file in the run's scratch
+  class, same log level): 2 sync workers by default; ``BENCH_INTAKE_THREADS=4`` runs
+  both with production's gthread workers of 4 threads instead, each with its stderr sent to a log file in the run's scratch
   folder, as a deployment would; whatever the benchmark's own output is connected to (a
   terminal is slow) does not enter the figures.
 - Rounds alternate and swap who goes first (ours then bare, bare then ours, …), so a
@@ -66,11 +67,15 @@ def _wait_up(port: int, timeout: float = 60.0) -> None:
     raise RuntimeError(f"server on port {port} did not come up")
 
 
-def _gunicorn(app: str, port: int, env: dict[str, str], workers: int,
+def _gunicorn(app: str, port: int, env: dict[str, str], workers: int, threads: int,
               log: Path) -> subprocess.Popen[bytes]:
+    """One server; ``threads`` > 1 is gunicorn's gthread worker (production's, see
+    ``service/gunicorn_conf.py``), 1 its plain sync worker."""
+    worker_class = ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else [
+        "--worker-class", "sync"]
     command = [
         sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers), "--worker-class", "sync", "--log-level", "warning", app,
+        "--workers", str(workers), *worker_class, "--log-level", "warning", app,
     ]
     with log.open("ab") as sink:
         return subprocess.Popen(command, env=env, cwd=ROOT, stdout=sink, stderr=sink)
@@ -108,7 +113,8 @@ def _summary(ours: list[float], bare: list[float]) -> dict[str, Any]:
     }
 
 
-def run(seconds: int = 8, rounds: int = 5, workers: int = 2, connections: int = 16) -> dict:
+def run(seconds: int = 8, rounds: int = 5, workers: int = 2, connections: int = 16,
+        threads: int = int(os.environ.get("BENCH_INTAKE_THREADS", "1"))) -> dict:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     home = Path(tempfile.mkdtemp(prefix="ll-bench-"))
@@ -126,8 +132,10 @@ def run(seconds: int = 8, rounds: int = 5, workers: int = 2, connections: int = 
                    cwd=ROOT, stdout=subprocess.DEVNULL)
     ports = {"ours": free_port(), "bare": free_port()}
     servers = {
-        "ours": _gunicorn("webhooks.wsgi:app", ports["ours"], env, workers, home / "ours.log"),
-        "bare": _gunicorn("bench.bare_app:app", ports["bare"], env, workers, home / "bare.log"),
+        "ours": _gunicorn("webhooks.wsgi:app", ports["ours"], env, workers, threads,
+                          home / "ours.log"),
+        "bare": _gunicorn("bench.bare_app:app", ports["bare"], env, workers, threads,
+                          home / "bare.log"),
     }
     results: dict[str, list[float]] = {"ours": [], "bare": []}
     failures = {"ours": 0, "bare": 0}
@@ -155,6 +163,8 @@ def run(seconds: int = 8, rounds: int = 5, workers: int = 2, connections: int = 
             "non_2xx": failures["ours"],
             "bare_non_2xx": failures["bare"],
             "gunicorn_workers": workers,
+            "gunicorn_worker_class": "gthread" if threads > 1 else "sync",
+            "threads_per_worker": threads,
             "connections": connections,
             "seconds_per_run": seconds,
             "rounds": rounds,

@@ -59,7 +59,7 @@ class TicketRecord(Base):
     __table_args__ = (
         # the report leaves out the open waits of deleted tickets: a few ids, read at once
         Index("ix_tickets_deleted", "id", postgresql_where=text("deleted IS TRUE"),
-              sqlite_where=text("deleted IS TRUE")),
+              sqlite_where=text("deleted IS 1")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -130,7 +130,7 @@ class ApprovalWait(Base):
               postgresql_where=text("first_intent_at IS NOT NULL"),
               sqlite_where=text("first_intent_at IS NOT NULL")),
         Index("ix_waits_gap", "started_at", postgresql_where=text("competence_gap IS TRUE"),
-              sqlite_where=text("competence_gap IS TRUE")),
+              sqlite_where=text("competence_gap IS 1")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

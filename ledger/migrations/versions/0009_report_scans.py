@@ -38,18 +38,20 @@ STATISTICS = {"st_waits_bucket": BUCKET, "st_waits_ended_week": "date_trunc('wee
 
 
 def upgrade() -> None:
-    deleted = sa.text("deleted IS TRUE")
+    # each in the form the queries take on that database (SQLAlchemy writes ``IS 1`` on
+    # SQLite), or SQLite's planner cannot tell that the query's rows are the index's
+    deleted, deleted_sqlite = sa.text("deleted IS TRUE"), sa.text("deleted IS 1")
     with op.batch_alter_table("tickets", schema=None) as batch_op:
         batch_op.create_index("ix_tickets_deleted", ["id"], unique=False,
-                              postgresql_where=deleted, sqlite_where=deleted)
+                              postgresql_where=deleted, sqlite_where=deleted_sqlite)
     with op.batch_alter_table("approval_waits", schema=None) as batch_op:
         batch_op.create_index("ix_waits_wait", ["wait_seconds"], unique=False)
         intent = sa.text("first_intent_at IS NOT NULL")
         batch_op.create_index("ix_waits_intent", ["first_intent_at"], unique=False,
                               postgresql_where=intent, sqlite_where=intent)
-        gap = sa.text("competence_gap IS TRUE")
+        gap, gap_sqlite = sa.text("competence_gap IS TRUE"), sa.text("competence_gap IS 1")
         batch_op.create_index("ix_waits_gap", ["started_at"], unique=False,
-                              postgresql_where=gap, sqlite_where=gap)
+                              postgresql_where=gap, sqlite_where=gap_sqlite)
     bind = op.get_bind()
     # expression statistics came with PostgreSQL 14; older servers plan without them
     if bind.dialect.name == "postgresql" and (bind.dialect.server_version_info or (0,)) >= (14,):

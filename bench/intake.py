@@ -39,7 +39,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.common import BENCH, ROOT, embedded_redis_url, free_port, services, write_result
+from bench.common import (BENCH, ROOT, embedded_redis_url, free_port, round_ratios, services,
+                          spread, write_result)
 from webhooks.auth import sign
 
 PAYLOAD = ROOT / "tests" / "fixtures" / "jira" / "issue_updated__cloud_deploy_handed_to_director.json"
@@ -99,13 +100,14 @@ def _wrk(port: int, seconds: int, connections: int) -> tuple[float, int]:
 
 def _summary(ours: list[float], bare: list[float]) -> dict[str, Any]:
     """Median rates, and the ratio of each round: its median and its spread."""
-    ratios = [o / b for o, b in zip(ours, bare, strict=True)]
+    ratios = round_ratios(ours, bare)
+    ratio = spread(ratios)
     return {
         "ours_requests_per_s": round(statistics.median(ours), 1),
         "bare_requests_per_s": round(statistics.median(bare), 1),
-        "ratio": round(statistics.median(ratios), 3),
-        "ratio_min": round(min(ratios), 3),
-        "ratio_max": round(max(ratios), 3),
+        "ratio": ratio["median"],
+        "ratio_min": ratio["min"],
+        "ratio_max": ratio["max"],
         "target_ratio": TARGET_RATIO,
         "round_ratios": [round(r, 3) for r in ratios],
         "round_ours_requests_per_s": [round(r, 1) for r in ours],

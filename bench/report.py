@@ -36,7 +36,6 @@ the table.
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import time
 import uuid
@@ -45,10 +44,9 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-import psycopg
 from sqlalchemy import Engine, text
 
-from bench.common import embedded_redis_url, write_result
+from bench.common import embedded_redis_url, scratch_postgres, spread, write_result
 from bench.report_data import generate, settle
 from ledger.db import make_engine, upgrade
 from ledger.figures import percentile
@@ -97,12 +95,6 @@ def hand_sql(engine: Engine) -> None:
             figures[key] = (percentile(waits, 0.5), percentile(waits, 0.9))
 
 
-def spread(values: list[float], digits: int = 3) -> dict[str, float]:
-    """Median and range of one figure over the rounds."""
-    return {"median": round(statistics.median(values), digits),
-            "min": round(min(values), digits), "max": round(max(values), digits)}
-
-
 def _seconds(call: Any) -> float:
     started = time.perf_counter()
     call()
@@ -148,24 +140,9 @@ def measure(url: str, tickets: int, waits_per_ticket: int = WAITS_PER_TICKET) ->
             "ratio_all_vs_hand": spread([w / b for w, b in zip(whole, baseline, strict=True)], 2)}
 
 
-def _scratch_postgres(admin_url: str) -> tuple[str, str]:
-    name = f"leaderleader_bench_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin_url.rsplit("/", 1)[0]
-    return name, f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
-
-
-def _postgres(admin: str, tickets: int) -> dict[str, Any] | str:
-    try:
-        name, url = _scratch_postgres(admin)
-    except psycopg.Error as error:
-        return f"not measured: {type(error).__name__}"
-    try:
-        return measure(url, tickets)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def _postgres(tickets: int) -> dict[str, Any] | str:
+    with scratch_postgres("leaderleader_bench") as url:
+        return "not measured: no PostgreSQL server" if url is None else measure(url, tickets)
 
 
 def chosen_sizes(argv: list[str]) -> list[str]:
@@ -203,9 +180,8 @@ def run(argv: list[str] | None = None) -> dict:
         "target": "under 0.5 s and within 1.5x of the hand SQL on PostgreSQL at 1M",
         "figures": "median (min-max) over the rounds; ratio per round", "postgresql": {},
         "sqlite": {}}
-    admin = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
     for size in sizes:
-        results["postgresql"][size] = _postgres(admin, SIZES[size])
+        results["postgresql"][size] = _postgres(SIZES[size])
         if size in SQLITE_SIZES:
             with tempfile.TemporaryDirectory() as tmp:
                 results["sqlite"][size] = measure(f"sqlite:///{tmp}/report.db", SIZES[size])

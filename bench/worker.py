@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import tempfile
 import time
 import uuid
@@ -22,7 +21,8 @@ from pathlib import Path
 
 from rq import SimpleWorker
 
-from bench.common import ROOT, embedded_redis_url, services, versus, write_result
+from bench.common import (ROOT, embedded_redis_url, round_ratios, services, spread, versus,
+                          write_result)
 from jobs.inbox import accept
 from service.runtime import Runtime
 from service.settings import Settings
@@ -54,10 +54,10 @@ def _bodies(count: int) -> list[str]:
 
 def _spread(ours: list[float], baseline: list[float]) -> dict:
     """Each round's ratio (ours against the baseline run just before it), their median and range."""
-    ratios = [mine / base for mine, base in zip(ours, baseline, strict=True)]
-    return {"round_ratios": [round(r, 3) for r in ratios],
-            "median_round_ratio": round(statistics.median(ratios), 3),
-            "min_round_ratio": round(min(ratios), 3), "max_round_ratio": round(max(ratios), 3)}
+    ratios = round_ratios(ours, baseline)
+    ratio = spread(ratios)
+    return {"round_ratios": [round(r, 3) for r in ratios], "median_round_ratio": ratio["median"],
+            "min_round_ratio": ratio["min"], "max_round_ratio": ratio["max"]}
 
 
 def _drain(runtime: Runtime) -> float:

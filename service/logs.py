@@ -74,7 +74,7 @@ def configure_logging(settings: Settings) -> None:
     handler.setFormatter(JsonFormatter() if settings.log_json else TextFormatter())
     handler.addFilter(Redactor(settings.secrets()))
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(settings.log_level.upper())
     logger.propagate = True
     # The development server's access log prints query strings, where the webhook
     # token travels (gunicorn's access log format leaves them out).

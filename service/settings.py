@@ -103,6 +103,10 @@ def _intervals(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     return values
 
 
+#: the values of LEADERLEADER_LOG_LEVEL, most verbose first
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path = Path(".leaderleader")
@@ -123,6 +127,8 @@ class Settings:
     max_body_bytes: int = 5 * 1024 * 1024
     queue_name: str = "leaderleader"
     log_json: bool = False
+    #: the least severe log lines written: debug, info (default), warning or error
+    log_level: str = "info"
     migrate_on_start: bool = True
     #: how long one worker may hold a comment before another may try it (a killed worker's hold)
     comment_lock_seconds: int = 120
@@ -149,6 +155,10 @@ class Settings:
             raise ConfigError("LEADERLEADER_RECONCILE_SECONDS must be 0 (never) or a number of seconds")
         if max_body_bytes < 1:
             raise ConfigError("LEADERLEADER_MAX_BODY_BYTES must be a positive number of bytes")
+        log_level = (env.get("LEADERLEADER_LOG_LEVEL") or "info").strip().lower()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"LEADERLEADER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, "
+                              f"not {log_level!r}")
         settings = cls(
             home=Path(env.get("LEADERLEADER_HOME") or ".leaderleader"),
             database_url=_database_url(env),
@@ -169,6 +179,7 @@ class Settings:
             allow_insecure=_flag(env, "LEADERLEADER_ALLOW_INSECURE", False),
             max_body_bytes=max_body_bytes,
             log_json=_flag(env, "LEADERLEADER_LOG_JSON", production),
+            log_level=log_level,
             retry_intervals=_intervals(env, "LEADERLEADER_RETRY_INTERVALS"),
             migrate_on_start=_flag(env, "LEADERLEADER_MIGRATE_ON_START", True),
             comment_lock_seconds=_int(env, "LEADERLEADER_COMMENT_LOCK_SECONDS", 120),

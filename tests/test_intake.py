@@ -148,6 +148,24 @@ def test_queue_down_answers_503_so_jira_retries(make_app, settings):
     assert response.headers["Retry-After"] == "30"
 
 
+def test_the_door_rides_out_a_killed_redis_connection_and_a_flushed_script_cache(app):
+    """The intake keeps its own connection to Redis and calls its script by digest."""
+    from jobs.inbox import _door, backlog
+
+    body = fixture_body(DEPLOY)
+    runtime = app_runtime(app)
+    assert post_webhook(app, body, delivery="door-1").status_code == 202
+    runtime.redis.script_flush()  # as after a Redis restart: the digest is unknown
+    assert post_webhook(app, body, delivery="door-2").status_code == 202
+    door = _door.connection(runtime.redis.connection_pool)
+    door.send_command("CLIENT", "ID")
+    runtime.redis.client_kill_filter(_id=door.read_response())
+    assert post_webhook(app, body, delivery="door-3").status_code == 202
+    assert post_webhook(app, body, delivery="door-3").get_json()["status"] == "duplicate"
+    with runtime.activate():
+        assert backlog(runtime)["waiting"] == 3
+
+
 def test_worker_records_each_delivery_once_even_if_queued_twice(app):
     body = fixture_body(DEPLOY)
     post_webhook(app, body, delivery="d-2")

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from leaderleader.cli import main
 from ledger.models import ApprovalWait, Comment, TicketRecord
 from service.runtime import current_runtime
-from service.settings import EXAMPLE_RULES
+from service.settings import EXAMPLE_RULES, ConfigError, Settings
 from tests.conftest import SECRET, fixture_body, fixture_json, post_webhook, run_worker
 from webhooks.extension import app_runtime
 
@@ -139,7 +139,8 @@ def test_secrets_never_reach_the_logs(make_app, fake_jira, capfd, caplog):
     caplog.set_level(logging.DEBUG)
     secrets = {"webhook_token": "tok-SECRET-123", "jira_api_token": "api-SECRET-456",
                "report_token": "rep-SECRET-789"}
-    app = make_app(jira_url=fake_jira.url, jira_user="bot@acme.example", log_json=True, **secrets)
+    app = make_app(jira_url=fake_jira.url, jira_user="bot@acme.example", log_json=True,
+                   log_level="debug", **secrets)
     body = fixture_body(DEPLOY)
     client = app.test_client()
     client.post("/webhooks/jira?token=wrong-token", data=body, content_type="application/json")
@@ -154,6 +155,23 @@ def test_secrets_never_reach_the_logs(make_app, fake_jira, capfd, caplog):
     for line in err.splitlines():
         if line.startswith("{"):
             json.loads(line)  # production log lines are JSON
+
+
+def test_log_level_chooses_the_lines_written(make_app, capfd):
+    """At info (the default) a queued delivery leaves the worker's line, not the door's
+    (gunicorn's access log has a line for every request); debug adds the door's."""
+    for level, door_line, fixture in (
+            ("info", False, DEPLOY), ("debug", True, "issue_updated__server_handed_to_director")):
+        app = make_app(log_level=level)
+        post_webhook(app, fixture_body(fixture), delivery=f"level-{level}")
+        run_worker(app)
+        logged = "".join(capfd.readouterr())
+        assert "jira.delivery.processed" in logged
+        assert ("jira.delivery.queued" in logged) is door_line
+    with pytest.raises(ConfigError, match="LEADERLEADER_LOG_LEVEL must be one of debug, info, "
+                                          "warning, error, not 'loud'"):
+        Settings.from_env({"LEADERLEADER_LOG_LEVEL": "loud"})
+    assert Settings.from_env({"LEADERLEADER_LOG_LEVEL": " WARNING "}).log_level == "warning"
 
 
 def _containers(children: st.SearchStrategy) -> st.SearchStrategy:

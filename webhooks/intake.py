@@ -89,5 +89,7 @@ def receive() -> Any:
     if not fresh:
         log.info("jira.delivery.duplicate", extra=extra)
         return jsonify(status="duplicate", delivery=delivery_id), 200
-    log.info("jira.delivery.queued", extra=extra)
+    # debug, not info: gunicorn's access log already has a line for every delivery and the
+    # worker logs each one it processes (a third line each cost the endpoint a tenth of its time)
+    log.debug("jira.delivery.queued", extra=extra)
     return jsonify(status="queued", delivery=delivery_id), 202

@@ -6,7 +6,8 @@ queued for it (Redis failed between the two calls, or the job was lost), or in t
 hand of a worker that was killed. Each round puts all of these back in the queue;
 every step is safe to repeat. Once every ``LEADERLEADER_RECONCILE_SECONDS`` (hourly by
 default) a round also reconciles the ledger with Jira (``jobs.reconcile``); with
-several schedulers, only one of them does.
+several schedulers, only one of them does. Every ``FOLD_SECONDS`` one round folds the
+report's tallies (``ledger.tallies``).
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from connector.errors import JiraError, TransientJiraError
 from jobs.comments import queue_reminders, requeue_pending
 from jobs.inbox import reclaim_abandoned, requeue_failed
 from jobs.reconcile import Reconciled, reconcile
+from ledger.tallies import FOLD_SECONDS, fold
 from service.runtime import Runtime
 
 log = logging.getLogger("leaderleader.scheduler")
 RECONCILE_DUE = "leaderleader:reconcile:due"
+FOLD_DUE = "leaderleader:tallies:due"
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,19 @@ def reconcile_if_due(runtime: Runtime) -> Reconciled | None:
         return None
 
 
+def fold_if_due(runtime: Runtime) -> bool:
+    """Fold the report's tallies when the last fold is ``FOLD_SECONDS`` old (one scheduler)."""
+    if not runtime.redis.set(FOLD_DUE, "1", nx=True, ex=FOLD_SECONDS):
+        return False
+    with runtime.sessions() as session:
+        fold(session)
+        session.commit()
+    return True
+
+
 def run_round(runtime: Runtime) -> Round:
     """One round of the scheduler."""
+    fold_if_due(runtime)
     reclaimed = reclaim_abandoned(runtime)
     return Round(queue_reminders(runtime), requeue_pending(runtime), requeue_failed(runtime),
                  reclaimed, reconcile_if_due(runtime))

@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ledger import tallies
 from ledger.answers import ACKNOWLEDGED, OBJECTED, REOPENED, REVERTED
 from ledger.figures import (
     Dialect,
@@ -46,7 +47,7 @@ from ledger.figures import (
     window_conditions,
 )
 from ledger.models import ApprovalWait as W
-from ledger.models import Intent
+from ledger.models import Intent, delegation_tallies
 from rules.model import Rules, proceed_on_date
 
 
@@ -143,13 +144,15 @@ def delegation(session: Session, window: Window, rules: Rules | None) -> list[di
 
     Grouped by the week itself (a few thousand groups, not one per wait), the intents
     counted rather than grouped by: PostgreSQL's statistics on the week of ``ended_at``
-    (migration 0009) then let it aggregate in parallel.
+    (migration 0009) then let it aggregate in parallel. Over all history with no filter
+    PostgreSQL reads the counts kept as waits are written (``ledger.tallies``).
     """
     levels = rules.levels if rules else ()
     week = Dialect(session).week_start(W.ended_at)
     by_intent = func.count().filter(W.first_intent_at.is_not(None),
                                     W.first_intent_at <= W.ended_at)
-    query = (select(week.label("week"), W.approver_level, W.decision_level,
+    query = (tallies.decisions() if tallies.usable(session, window, delegation_tallies) else
+             select(week.label("week"), W.approver_level, W.decision_level,
                     func.count().label("n"), by_intent.label("by_intent"))
              .where(*window_conditions(window), W.ended_at.is_not(None))
              .group_by(week, W.approver_level, W.decision_level))

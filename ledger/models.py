@@ -12,13 +12,16 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
+    Column,
     DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     event,
@@ -131,6 +134,8 @@ class ApprovalWait(Base):
               sqlite_where=text("first_intent_at IS NOT NULL")),
         Index("ix_waits_gap", "started_at", postgresql_where=text("competence_gap IS TRUE"),
               sqlite_where=text("competence_gap IS 1")),
+        # PostgreSQL has one more, made by migration 0010: ix_waits_unmapped, the waits
+        # whose list of unmapped people is not empty (an expression index SQLite lacks)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -255,3 +260,36 @@ class JiraUser(Base):
     display_name: Mapped[str | None] = mapped_column(String(256))
     email: Mapped[str | None] = mapped_column(String(256))
     seen_at: Mapped[datetime]
+
+
+#: The bottleneck report's counts of all history, kept up to date as waits are written
+#: (PostgreSQL; see migration 0011 and ``ledger.tallies``): rows of signed amounts per
+#: finest group and percentile bucket, which add up to what a scan of every wait would
+#: count. Triggers append a row for each change; the scheduler folds them now and then.
+wait_tallies = Table(
+    "wait_tallies",
+    Base.metadata,
+    Column("approver", String(128)),
+    Column("approver_level", String(64)),
+    Column("team", String(128)),
+    Column("decision_rule", String(256)),
+    Column("bucket", Integer),
+    Column("episodes", BigInteger, nullable=False),
+    Column("flagged", BigInteger, nullable=False),
+    Column("ended", BigInteger, nullable=False),
+    Column("after_intent", BigInteger, nullable=False),
+    Column("waits", BigInteger, nullable=False),
+    Column("total", Float, nullable=False),
+)
+
+#: ``delegation``'s counts of all history (same mechanism): per ISO week of a decision
+#: (an ended wait), approver level and decision level, with those taken by intent.
+delegation_tallies = Table(
+    "delegation_tallies",
+    Base.metadata,
+    Column("week", DateTime()),
+    Column("approver_level", String(64)),
+    Column("decision_level", String(64)),
+    Column("decisions", BigInteger, nullable=False),
+    Column("by_intent", BigInteger, nullable=False),
+)

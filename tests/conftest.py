@@ -22,7 +22,7 @@ from rq import SimpleWorker
 from sqlalchemy import text
 
 from ledger.db import make_engine, upgrade
-from ledger.models import Base
+from ledger.models import Base, delegation_tallies, wait_tallies
 from service.embedded import embedded_redis, stop_embedded_redis
 from service.runtime import Runtime, current_runtime
 from service.settings import EXAMPLE_RULES, Settings
@@ -86,6 +86,9 @@ def database_url(_database_url: str | None, tmp_path: Path) -> str:
     with engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
+        # emptying the waits appended their removal to the report's tallies
+        connection.execute(wait_tallies.delete())
+        connection.execute(delegation_tallies.delete())
     engine.dispose()
     return _database_url
 

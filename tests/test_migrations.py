@@ -16,9 +16,16 @@ from service.settings import Settings
 
 def _differences(url: str) -> list[object]:
     engine = make_engine(url)
+
+    def on_this_database(thing: object, name: str | None, kind: str, *_: object) -> bool:
+        """Migration 0010's expression index, PostgreSQL's alone, is not in the models."""
+        return not (kind == "index" and name == "ix_waits_unmapped")
+
     try:
         with engine.connect() as connection:
-            return list(compare_metadata(MigrationContext.configure(connection), Base.metadata))
+            context = MigrationContext.configure(
+                connection, opts={"include_object": on_this_database})
+            return list(compare_metadata(context, Base.metadata))
     finally:
         engine.dispose()
 
@@ -31,6 +38,10 @@ def test_the_migrated_schema_is_the_models(database_url: str) -> None:
         upgrade(engine)
         engine.dispose()
     assert _differences(url) == []
+    engine = make_engine(url)
+    indexes = {index["name"] for index in inspect(engine).get_indexes("approval_waits")}
+    engine.dispose()
+    assert ("ix_waits_unmapped" in indexes) is url.startswith("postgresql")
 
 
 def test_delivery_detail_is_dropped_and_comes_back_on_downgrade(tmp_path: Path) -> None:

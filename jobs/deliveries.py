@@ -228,7 +228,8 @@ def apply_issue_change(
     frm = status_change.from_string if status_change else None
     if after and not before and wait_began_near(
             session, ticket, event.at, SAME_TRANSITION, status=view.status,
-            changelog_entry=(event.transition_key or "").startswith("changelog:")):
+            changelog_entry=(event.transition_key or "").startswith("changelog:"),
+            created=event.event == "jira:issue_created", came_from=frm):
         return "wait-known", []
     inferred = None
     if not before and (status_change is not None or not after) and knows_status(rules, view):

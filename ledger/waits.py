@@ -180,15 +180,19 @@ def close_wait(
 
 
 def wait_began_near(session: Session, ticket: TicketRecord, at: datetime, within: timedelta,
-                    *, status: str | None = None, changelog_entry: bool = False) -> bool:
+                    *, status: str | None = None, changelog_entry: bool = False,
+                    created: bool = False, came_from: str | None = None) -> bool:
     """Is a wait recorded as beginning within ``within`` of ``at`` that may be this entry?
 
     The same entry reported by two kinds of webhook (a workflow post-function and an
     issue event), or by a webhook and Jira's changelog, carries times a little apart
     and no common key. It cannot be the same entry when the wait went into another
-    status, when the ledger knows the ticket left approval in between, or, for a
+    status, when the ledger knows the ticket left approval in between, for a
     ``changelog_entry``, when another changelog entry opened the wait (two changelog
-    entries are two transitions however close in time).
+    entries are two transitions however close in time), nor when one is the ticket's
+    creation (``created``) and the other a move from another status (``came_from``):
+    a ticket created waiting that is seen entering from elsewhere left in between, even
+    if that exit is still on its way.
     """
     near = [w for w in ticket.waits if at - within <= w.started_at <= at + within]
     if status is not None:
@@ -197,6 +201,14 @@ def wait_began_near(session: Session, ticket: TicketRecord, at: datetime, within
             if c.leaves_wait and at - within <= c.at <= at + within]
     near = [w for w in near if not any(min(at, w.started_at) < t < max(at, w.started_at)
                                        for t in left)]
+    if created:
+        moved_in = {c.at for c in ticket.changes if c.enters_wait and c.from_status is not None}
+        near = [w for w in near if w.started_at not in moved_in]
+    elif came_from is not None and near:
+        creations = set(session.scalars(select(Delivery.payload_at).where(
+            Delivery.issue_key == ticket.key, Delivery.event == "jira:issue_created",
+            Delivery.payload_at.in_([w.started_at for w in near]))))
+        near = [w for w in near if w.started_at not in creations]
     if not near or not changelog_entry:
         return bool(near)
     keyed = set(session.scalars(select(Delivery.payload_at).where(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ledger.models import ApprovalWait
 from tests.conftest import fixture_body, fixture_json, post_webhook, run_worker
 from tests.fakejira import FakeJira
@@ -176,6 +178,35 @@ def test_the_same_transition_from_two_webhooks_makes_one_wait_and_one_comment(ma
     [wait] = waits(app)
     assert wait.ended_at is None
     assert len(fake_jira.comments("PAY-101")) == 1 and len(comments(app)) == 1
+
+
+def _created_left_and_back(seconds_out: int, seconds_back: int) -> dict[str, bytes]:
+    """PAY-101 created waiting at T, out of approval at T+seconds_out, back at T+seconds_back."""
+    created = {k: v for k, v in fixture_json(DEPLOY).items() if k != "changelog"}
+    created["webhookEvent"] = "jira:issue_created"
+    left, back = fixture_json("issue_updated__cloud_leaves_approval"), fixture_json(
+        "issue_updated__cloud_deploy_back_in_approval")
+    left["timestamp"] = created["timestamp"] + seconds_out * 1000
+    back["timestamp"] = created["timestamp"] + seconds_back * 1000
+    return {name: json.dumps(body).encode()
+            for name, body in (("created", created), ("left", left), ("back", back))}
+
+
+@pytest.mark.parametrize("order", [["back", "created", "left"], ["created", "back", "left"],
+                                   ["left", "back", "created"], ["created", "left", "back"]])
+def test_a_ticket_created_waiting_and_back_within_a_minute_has_two_waits_in_any_order(
+        make_app, order):
+    """The creation and the return 44 s later are two stays, whichever is applied first,
+    even while the exit between them is still on its way (one batch, in that order)."""
+    bodies = _created_left_and_back(seconds_out=42, seconds_back=44)
+    app = make_app()
+    for name in order:
+        post_webhook(app, bodies[name], delivery=name)
+    run_worker(app)
+    first, second = sorted(waits(app), key=lambda wait: wait.started_at)
+    assert (second.started_at - first.started_at).total_seconds() == 44
+    assert (first.ended_at - first.started_at).total_seconds() == 42
+    assert second.ended_at is None
 
 
 def test_a_post_function_and_an_issue_event_for_one_transition_make_one_wait(make_app):

@@ -10,12 +10,17 @@ delivery id, so none is a duplicate) to ``POST /webhooks/jira``.
 - **The baseline** (``bench/bare_app.py``) is a bare Flask endpoint that only parses the
   JSON body and answers 202 with a small JSON document: the least a Python web tier can
   do with a delivery, so the ratio says what our work costs on top of Flask and gunicorn.
+- **Two floors** (``bench/floor_app.py``) are measured beside them: ``durable`` checks the
+  signature and puts the body in a Redis list (the least an endpoint that keeps
+  deliveries can do), ``contract`` also validates the payload and de-duplicates and
+  queues it with our parser and Redis script (the least an endpoint that keeps the
+  intake contract can do). Their ratios to the baseline bound what ours can reach.
 - Both run at the same time under one gunicorn command line (same worker count and
   class, same log level): 2 sync workers by default; ``BENCH_INTAKE_THREADS=4`` runs
   both with production's gthread workers of 4 threads instead, each with its stderr sent to a log file in the run's scratch
   folder, as a deployment would; whatever the benchmark's own output is connected to (a
   terminal is slow) does not enter the figures.
-- Rounds alternate and swap who goes first (ours then bare, bare then ours, …), so a
+- Rounds alternate and swap who goes first (ours, bare, the floors, then the other way), so a
   slow moment of the machine hits both alike. The figure that matters is the **ratio**
   of a round's two rates; the result gives the median over the rounds and the spread
   (lowest and highest round ratio), plus the median rates and every round's figures.
@@ -132,21 +137,19 @@ def run(seconds: int = 8, rounds: int = 5, workers: int = 2, connections: int = 
     env.setdefault("DATABASE_URL", f"sqlite:///{home / 'bench.db'}")
     subprocess.run([sys.executable, "-m", "leaderleader", "db", "upgrade"], env=env, check=True,
                    cwd=ROOT, stdout=subprocess.DEVNULL)
-    ports = {"ours": free_port(), "bare": free_port()}
-    servers = {
-        "ours": _gunicorn("webhooks.wsgi:app", ports["ours"], env, workers, threads,
-                          home / "ours.log"),
-        "bare": _gunicorn("bench.bare_app:app", ports["bare"], env, workers, threads,
-                          home / "bare.log"),
-    }
-    results: dict[str, list[float]] = {"ours": [], "bare": []}
-    failures = {"ours": 0, "bare": 0}
+    apps = {"ours": "webhooks.wsgi:app", "bare": "bench.bare_app:app",
+            "durable": "bench.floor_app:durable", "contract": "bench.floor_app:contract"}
+    ports = {name: free_port() for name in apps}
+    servers = {name: _gunicorn(app, ports[name], env, workers, threads, home / f"{name}.log")
+               for name, app in apps.items()}
+    results: dict[str, list[float]] = {name: [] for name in apps}
+    failures = {name: 0 for name in apps}
     try:
-        for name in ("ours", "bare"):
+        for name in apps:
             _wait_up(ports[name])
             _wrk(ports[name], 2, connections)  # warm up
         for number in range(rounds):
-            order = ("ours", "bare") if number % 2 == 0 else ("bare", "ours")
+            order = list(apps) if number % 2 == 0 else list(reversed(apps))
             for name in order:
                 keeper.flushdb()
                 rps, bad = _wrk(ports[name], seconds, connections)
@@ -164,6 +167,10 @@ def run(seconds: int = 8, rounds: int = 5, workers: int = 2, connections: int = 
             **_summary(results["ours"], results["bare"]),
             "non_2xx": failures["ours"],
             "bare_non_2xx": failures["bare"],
+            **{f"{floor}_floor": {
+                "requests_per_s": round(statistics.median(results[floor]), 1),
+                "ratio": spread(round_ratios(results[floor], results["bare"])),
+                "non_2xx": failures[floor]} for floor in ("durable", "contract")},
             "gunicorn_workers": workers,
             "gunicorn_worker_class": "gthread" if threads > 1 else "sync",
             "threads_per_worker": threads,

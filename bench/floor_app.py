@@ -15,6 +15,7 @@ the runtime, logging, the error paths it keeps ready).
 import hashlib
 import hmac
 import os
+import threading
 
 import redis
 from flask import Flask, request
@@ -45,8 +46,8 @@ def receive_durably():  # type: ignore[no-untyped-def]
 
 
 contract = Flask("contract")
-_connection = _redis.connection_pool.make_connection()
 _redis.script_load(_ACCEPT)
+_connections = threading.local()  # each thread its own (gthread workers)
 
 
 @contract.post("/webhooks/jira")
@@ -56,8 +57,11 @@ def receive_by_contract():  # type: ignore[no-untyped-def]
         return {"error": "webhook authentication failed"}, 401
     parse_event(decode_body(body))
     delivery = request.headers.get("X-Atlassian-Webhook-Identifier", "")
-    _connection.send_command("EVALSHA", _ACCEPT_SHA, 3, f"bench:floor:seen:{delivery}",
-                             "bench:floor:inbox", "bench:floor:counters", SEEN_TTL_SECONDS, body)
-    if not _connection.read_response():
+    connection = getattr(_connections, "one", None)
+    if connection is None:
+        connection = _connections.one = _redis.connection_pool.make_connection()
+    connection.send_command("EVALSHA", _ACCEPT_SHA, 3, f"bench:floor:seen:{delivery}",
+                            "bench:floor:inbox", "bench:floor:counters", SEEN_TTL_SECONDS, body)
+    if not connection.read_response():
         return {"status": "duplicate", "delivery": delivery}, 200
     return {"status": "queued", "delivery": delivery}, 202

@@ -140,27 +140,29 @@ class _DoorConnections(threading.local):
 _door = _DoorConnections()
 
 
-def _run_accept(runtime: Runtime, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
-    """The accept script, by its digest (its text goes only when Redis does not know it).
+def _script(connection: ConnectionInterface, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+    """The accept script, by its digest (its text goes only when Redis does not know it)."""
+    connection.send_command("EVALSHA", _ACCEPT_SHA, len(keys), *keys, *args)
+    try:
+        return connection.read_response()
+    except NoScriptError:
+        connection.send_command("EVAL", _ACCEPT, len(keys), *keys, *args)
+        return connection.read_response()
 
-    A connection found broken (Redis restarted, the connection killed) is replaced and
-    the call made once more, as the client would: if the first call did reach Redis,
-    the second finds the delivery already seen, which is still an accepted delivery.
+
+def _run_accept(runtime: Runtime, keys: tuple[str, ...], args: tuple[Any, ...]) -> Any:
+    """The accept script through this thread's connection.
+
+    A connection found broken (Redis restarted, the connection killed) drops its socket
+    and the call is made once more on a new one, as the client would: if the first call
+    did reach Redis, the second finds the delivery already seen, which is still an
+    accepted delivery. A second failure is Redis being away: the caller answers 503.
     """
-    for attempt in (1, 2):
-        connection = _door.connection(runtime.redis.connection_pool)
-        try:
-            connection.send_command("EVALSHA", _ACCEPT_SHA, len(keys), *keys, *args)
-            try:
-                return connection.read_response()
-            except NoScriptError:
-                connection.send_command("EVAL", _ACCEPT, len(keys), *keys, *args)
-                return connection.read_response()
-        except (redis.ConnectionError, redis.TimeoutError):
-            connection.disconnect()
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    pool = runtime.redis.connection_pool
+    try:
+        return _script(_door.connection(pool), keys, args)
+    except (redis.ConnectionError, redis.TimeoutError):
+        return _script(_door.connection(pool), keys, args)
 
 
 def accept(runtime: Runtime, delivery_id: str, body: str, received_at: str) -> bool:

@@ -82,32 +82,35 @@ def _decision(row: str, sign: str) -> str:
             f"{sign}, CASE WHEN {row}.first_intent_at <= {row}.ended_at THEN {sign} ELSE 0 END")
 
 
+#: the columns a wait's contributions depend on: a change to none of them appends nothing
+COUNTED_COLUMNS = ("approver", "approver_level", "team", "decision_rule", "decision_level",
+                   "flagged", "started_at", "ended_at", "wait_seconds", "first_intent_at")
+
+
+def _contributions(row: str, sign: str) -> str:
+    """Append a row's (OLD or NEW) contributions to both tallies, those that count."""
+    return f"""
+    IF leaderleader_wait_counted({row}.ended_at, {row}.ticket_id) THEN
+      INSERT INTO wait_tallies ({COLUMNS}) SELECT * FROM {_tally(row, sign)};
+    END IF;
+    IF {row}.ended_at IS NOT NULL THEN
+      INSERT INTO delegation_tallies ({DELEGATION_COLUMNS}) VALUES ({_decision(row, sign)});
+    END IF;"""
+
+
+def _values(row: str) -> str:
+    return "(" + ", ".join(f"{row}.{column}" for column in COUNTED_COLUMNS) + ")"
+
+
 ON_WAITS = f"""
 CREATE OR REPLACE FUNCTION leaderleader_tally_waits() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF TG_OP = 'UPDATE' AND
-     (OLD.approver, OLD.approver_level, OLD.team, OLD.decision_rule, OLD.decision_level,
-      OLD.flagged, OLD.started_at, OLD.ended_at, OLD.wait_seconds, OLD.first_intent_at)
-     IS NOT DISTINCT FROM
-     (NEW.approver, NEW.approver_level, NEW.team, NEW.decision_rule, NEW.decision_level,
-      NEW.flagged, NEW.started_at, NEW.ended_at, NEW.wait_seconds, NEW.first_intent_at) THEN
+  IF TG_OP = 'UPDATE' AND {_values("OLD")} IS NOT DISTINCT FROM {_values("NEW")} THEN
     RETURN NULL;  -- nothing the counts depend on changed
   END IF;
-  IF TG_OP <> 'INSERT' THEN
-    IF leaderleader_wait_counted(OLD.ended_at, OLD.ticket_id) THEN
-      INSERT INTO wait_tallies ({COLUMNS}) SELECT * FROM {_tally("OLD", "-1")};
-    END IF;
-    IF OLD.ended_at IS NOT NULL THEN
-      INSERT INTO delegation_tallies ({DELEGATION_COLUMNS}) VALUES ({_decision("OLD", "-1")});
-    END IF;
+  IF TG_OP <> 'INSERT' THEN{_contributions("OLD", "-1")}
   END IF;
-  IF TG_OP <> 'DELETE' THEN
-    IF leaderleader_wait_counted(NEW.ended_at, NEW.ticket_id) THEN
-      INSERT INTO wait_tallies ({COLUMNS}) SELECT * FROM {_tally("NEW", "1")};
-    END IF;
-    IF NEW.ended_at IS NOT NULL THEN
-      INSERT INTO delegation_tallies ({DELEGATION_COLUMNS}) VALUES ({_decision("NEW", "1")});
-    END IF;
+  IF TG_OP <> 'DELETE' THEN{_contributions("NEW", "1")}
   END IF;
   RETURN NULL;
 END $$
